@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    # Connection options shared by every module that talks to a database.
+    DOCUMENTATION = r'''
+options:
+  engine:
+    description:
+      - The database engine.
+      - V(mysql) covers MySQL and MariaDB.
+    type: str
+    required: true
+    choices: [postgresql, mysql, sqlite]
+  database:
+    description:
+      - The database name (Django's C(NAME)); for O(engine=sqlite), the absolute path of the database file.
+    type: str
+    aliases: [db]
+  login_host:
+    description:
+      - Host name or address of the database server. Omit to use the local Unix socket.
+      - Ignored for O(engine=sqlite).
+    type: str
+    aliases: [host]
+  login_port:
+    description:
+      - TCP port of the database server. Defaults to the engine's own default (5432, 3306).
+    type: int
+    aliases: [port]
+  login_user:
+    description:
+      - User to log in as. Defaults to the engine's own default (the OS user for PostgreSQL, C(root) for MySQL).
+    type: str
+    aliases: [user]
+  login_password:
+    description:
+      - Password of O(login_user).
+      - Handed to the client tools through a temporary 0600 file (a PostgreSQL passfile, a MySQL
+        C(--defaults-extra-file)) that is removed when the task ends; it never appears in a command line,
+        a log line or the task result.
+    type: str
+    aliases: [password]
+  login_unix_socket:
+    description:
+      - Path of the server's Unix socket (MySQL), or the socket directory (PostgreSQL).
+    type: path
+    aliases: [unix_socket]
+  ssl_mode:
+    description:
+      - TLS requirement, in PostgreSQL's terms; mapped to the MySQL client's C(--ssl-mode) or MariaDB's
+        C(--ssl)/C(--ssl-verify-server-cert) options.
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  ssl_ca:
+    description: Certificate authority file to verify the server with.
+    type: path
+  ssl_cert:
+    description: Client certificate file.
+    type: path
+  ssl_key:
+    description: Client private key file.
+    type: path
+  connect_timeout:
+    description: Seconds to wait for the server to answer before failing.
+    type: int
+    default: 10
+  client_bin_dir:
+    description:
+      - Directory holding the client tools (C(pg_dump), C(pg_restore), C(psql); C(mariadb-dump)/C(mysqldump),
+        C(mariadb)/C(mysql)), searched before E(PATH).
+      - For PostgreSQL, when omitted, the newest C(/usr/lib/postgresql/<version>/bin) that is at least as new as
+        the server is used.
+    type: path
+requirements:
+  - PostgreSQL - C(psycopg) 3 and the PostgreSQL client tools on the host the task runs on.
+  - MySQL/MariaDB - C(PyMySQL) and the MariaDB or MySQL client tools on the host the task runs on.
+  - C(zstd) or C(gzip) when compression is used.
+'''

@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to this collection: the interface every database engine implements, and the pieces
+they share (compression steps, version parsing, the order-independent table checksum).
+
+One engine class per database (``_engine_postgresql``, ``_engine_mysql``, ``_engine_sqlite``),
+chosen once by ``_engines.get_engine``. Modules never branch on the engine name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, find_tool
+
+COMPRESSIONS = ('none', 'gzip', 'zstd')
+COMPRESSION_CHOICES = ('auto',) + COMPRESSIONS
+DEFAULT_LEVEL = {'gzip': 6, 'zstd': 3}
+LEVEL_RANGE = {'gzip': (1, 9), 'zstd': (1, 19)}
+SUFFIX = {'none': '', 'gzip': '.gz', 'zstd': '.zst'}
+TABLE_STATS = ('none', 'counts', 'checksums')
+
+
+class EngineError(Exception):
+    """A database-side failure, phrased for the operator (never contains a password)."""
+
+
+def parse_version(text):
+    """First dotted number in ``text`` as a tuple of ints: 'pg_dump (PostgreSQL) 15.18' -> (15, 18)."""
+    m = re.search(r'(\d+)\.(\d+)(?:\.(\d+))?', text or '')
+    if not m:
+        return ()
+    return tuple(int(x) for x in m.groups() if x is not None)
+
+
+def version_text(version):
+    return '.'.join(str(x) for x in version)
+
+
+def check_compression(compression, level):
+    if compression not in COMPRESSIONS:
+        raise EngineError('compression must be one of %s, got %r' % (', '.join(COMPRESSIONS), compression))
+    if compression == 'none':
+        return None
+    if level is None:
+        return DEFAULT_LEVEL[compression]
+    lo, hi = LEVEL_RANGE[compression]
+    if not lo <= level <= hi:
+        raise EngineError('compression_level %s is out of range for %s (%d-%d)' % (level, compression, lo, hi))
+    return level
+
+
+def resolve_compression(compression):
+    """``auto`` is zstd where it is installed (several times faster than gzip for a smaller file),
+    else gzip."""
+    if compression in (None, 'auto'):
+        return 'zstd' if find_tool('zstd', required=False) else 'gzip'
+    return compression
+
+
+def compressor_step(compression, level, threads=0):
+    """A streaming compressor reading stdin and writing stdout."""
+    level = check_compression(compression, level)
+    if compression == 'zstd':
+        # -T0: one worker per core; compression, not the dump tool, is what costs time.
+        return Step([find_tool('zstd'), '-q', '-c', '-%d' % level, '-T%d' % threads], name='zstd')
+    if compression == 'gzip':
+        pigz = find_tool('pigz', required=False)
+        if pigz:
+            return Step([pigz, '-c', '-%d' % level], name='pigz')
+        return Step([find_tool('gzip'), '-c', '-%d' % level], name='gzip')
+    return None
+
+
+def decompressor_step(compression):
+    """A streaming decompressor; the file comes in on stdin."""
+    if compression == 'zstd':
+        return Step([find_tool('zstd'), '-q', '-d', '-c'], name='zstd')
+    if compression == 'gzip':
+        return Step([find_tool('gzip'), '-d', '-c'], name='gzip')
+    if compression == 'none':
+        return None
+    raise EngineError('snapshot uses compression %r, which this collection does not know' % (compression,))
+
+
+class RowDigest(object):
+    """Order-independent digest of a table's rows: the count, and the sum modulo 2**64 of the first
+    8 bytes of each row's sha256. Equal row multisets give equal digests; it streams in O(1) memory.
+    Used by engines that hash rows client-side (SQLite); server-side engines mirror it in SQL."""
+
+    def __init__(self):
+        self.rows = 0
+        self.total = 0
+
+    def add(self, encoded_row):
+        self.rows += 1
+        self.total = (self.total + int.from_bytes(hashlib.sha256(encoded_row).digest()[:8], 'big')) % (1 << 64)
+
+    def hexdigest(self):
+        return '%016x' % self.total
+
+
+def compare_tables(recorded, actual):
+    """Per-table comparison of stats dicts ``{table: {'rows': n, 'checksum': c}}``.
+
+    Returns (match, mismatches). A checksum is compared only when both sides have one."""
+    mismatches = []
+    for table in sorted(set(recorded) | set(actual)):
+        a, b = recorded.get(table), actual.get(table)
+        if a is None:
+            mismatches.append({'table': table, 'problem': 'not in the snapshot', 'actual': b})
+        elif b is None:
+            mismatches.append({'table': table, 'problem': 'missing after restore', 'expected': a})
+        elif a.get('rows') != b.get('rows'):
+            mismatches.append({'table': table, 'problem': 'row count differs', 'expected': a, 'actual': b})
+        elif a.get('checksum') and b.get('checksum') and a['checksum'] != b['checksum']:
+            mismatches.append({'table': table, 'problem': 'content checksum differs', 'expected': a, 'actual': b})
+    return not mismatches, mismatches
+
+
+class Engine(object):
+    """The seam. Subclasses set ``name`` and implement every method below.
+
+    ``conn`` is the module's connection options (login_host, login_port, login_user, login_password,
+    login_unix_socket, database, ssl_*, client_bin_dir, connect_timeout); ``secrets`` is a
+    ``_proc.private_dir`` for credential files, alive for the whole call.
+    """
+
+    name = None
+    formats = ('native',)
+    default_format = 'native'
+
+    def __init__(self, conn, secrets):
+        self.conn = conn
+        self.secrets = secrets
+        self.commands = []
+
+    def resolve_options(self, opts):
+        """Fill in defaults and refuse options this engine cannot honour. Engines extend it."""
+        opts = dict(opts)
+        fmt = opts.get('format') or self.default_format
+        if fmt not in self.formats:
+            raise EngineError('format %r is not available for engine %s (it offers: %s)'
+                              % (fmt, self.name, ', '.join(self.formats)))
+        opts['format'] = fmt
+        opts['compression'] = resolve_compression(opts.get('compression'))
+        opts['compression_level'] = check_compression(opts['compression'], opts.get('compression_level'))
+        opts.setdefault('table_stats', 'counts')
+        if opts['table_stats'] not in TABLE_STATS:
+            raise EngineError('table_stats must be one of %s, got %r' % (', '.join(TABLE_STATS), opts['table_stats']))
+        return opts
+
+    # -- facts -------------------------------------------------------------------------------
+    def probe(self, database=None):
+        """Server and client versions, database size and existence. Raises EngineError when the
+        server does not answer or refuses the login. Returns a dict with at least
+        ``server_version``, ``client_version``, ``database``, ``database_exists``, ``database_bytes``."""
+        raise NotImplementedError
+
+    def check_client(self, probe):
+        """Raise EngineError when the client tools cannot dump this server (too old)."""
+
+    def estimate_dump_bytes(self, probe, opts):
+        """Upper estimate of the snapshot's size, for the free-space pre-flight."""
+        size = probe.get('database_bytes') or 0
+        return int(size * (0.6 if opts.get('compression', 'none') != 'none' else 1.1))
+
+    def table_stats(self, mode, database=None):
+        """``{table: {'rows': n, 'checksum': hex|None}}`` for ``mode`` in counts | checksums."""
+        raise NotImplementedError
+
+    # -- work --------------------------------------------------------------------------------
+    def dump(self, part, opts):
+        """Dump into the PartWriter ``part``; return the part metadata (kind, engine, format, ...)."""
+        raise NotImplementedError
+
+    def restore(self, snapshot, part_meta, opts):
+        """Replace the target database's contents with the snapshot part. Returns details."""
+        raise NotImplementedError
+
+    def record(self, argv_display):
+        self.commands.append(argv_display)

@@ -1,0 +1,264 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to this collection: the SQLite engine.
+
+Snapshot: the online backup API copying every page in ONE step. A stepped backup (and the sqlite3
+CLI's ``.backup``) restarts whenever the application writes and may never finish under a steady
+writer; one step holds a read transaction for the copy, which in WAL mode does not block writers,
+so the copy is a consistent state and the application keeps running. The copy then has to pass
+``PRAGMA integrity_check`` before it counts.
+
+Restore: the file is rebuilt beside the target, checked, fsynced, given the target's owner and
+mode, and renamed over it; stale ``-wal``/``-shm`` files are removed so they can never be replayed
+onto the restored database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import struct
+import tempfile
+from urllib.parse import quote
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
+    Engine, EngineError, RowDigest, SUFFIX, check_compression, compressor_step, decompressor_step)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import run_pipeline
+
+DUMP_NAME = 'database.sqlite3'
+
+
+def _ro_uri(path, immutable=False):
+    return 'file:%s?mode=ro%s' % (quote(os.path.abspath(path)), '&immutable=1' if immutable else '')
+
+
+def _quote_ident(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def _encode_value(v):
+    """A type-tagged, unambiguous encoding of one SQLite value."""
+    if v is None:
+        return b'N'
+    if isinstance(v, int):
+        return b'I' + str(v).encode()
+    if isinstance(v, float):
+        return b'R' + struct.pack('>d', v)
+    if isinstance(v, bytes):
+        return b'B' + struct.pack('>Q', len(v)) + v
+    data = v.encode('utf-8', 'surrogatepass')
+    return b'T' + struct.pack('>Q', len(data)) + data
+
+
+def _check_integrity(path):
+    con = sqlite3.connect(_ro_uri(path, immutable=True), uri=True)
+    try:
+        rows = [r[0] for r in con.execute('PRAGMA integrity_check')]
+    finally:
+        con.close()
+    if rows != ['ok']:
+        raise EngineError('the SQLite copy %s failed PRAGMA integrity_check: %s' % (path, '; '.join(rows[:20])))
+
+
+def sqlite_table_stats(path, mode, immutable=False):
+    """Row counts (and checksums) of every user table of the database file at ``path``."""
+    if mode == 'none':
+        return {}
+    con = sqlite3.connect(_ro_uri(path, immutable=immutable), uri=True)
+    con.text_factory = bytes  # never fail on text that is not valid UTF-8; hash the stored bytes
+    try:
+        names = [r[0].decode('utf-8', 'replace') for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "ORDER BY name")]
+        stats = {}
+        for name in names:
+            if mode == 'counts':
+                rows = con.execute('SELECT count(*) FROM %s' % _quote_ident(name)).fetchone()[0]
+                stats[name] = {'rows': rows, 'checksum': None}
+                continue
+            digest = RowDigest()
+            cur = con.execute('SELECT * FROM %s' % _quote_ident(name))
+            while True:
+                batch = cur.fetchmany(2000)
+                if not batch:
+                    break
+                for row in batch:
+                    digest.add(b'\x1f'.join(_encode_value(v) for v in row))
+            stats[name] = {'rows': digest.rows, 'checksum': digest.hexdigest()}
+        return stats
+    finally:
+        con.close()
+
+
+class SQLiteEngine(Engine):
+    name = 'sqlite'
+    formats = ('sqlite3',)
+    default_format = 'sqlite3'
+
+    def _path(self, database=None):
+        path = database or self.conn.get('database')
+        if not path:
+            raise EngineError('engine sqlite needs database: the path of the SQLite file')
+        if not os.path.isabs(path):
+            raise EngineError('SQLite database must be an absolute path, got %r' % path)
+        return path
+
+    def probe(self, database=None):
+        path = self._path(database)
+        version = sqlite3.sqlite_version
+        facts = {'server_version': version, 'client_version': version, 'database': path,
+                 'database_exists': os.path.isfile(path), 'database_bytes': 0}
+        if not facts['database_exists']:
+            return facts
+        try:
+            con = sqlite3.connect(_ro_uri(path), uri=True, timeout=self.conn.get('connect_timeout') or 10)
+            try:
+                facts['journal_mode'] = con.execute('PRAGMA journal_mode').fetchone()[0]
+                page_size = con.execute('PRAGMA page_size').fetchone()[0]
+                page_count = con.execute('PRAGMA page_count').fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as e:
+            raise EngineError('cannot read SQLite database %s: %s' % (path, e))
+        facts['database_bytes'] = page_size * page_count
+        return facts
+
+    def estimate_dump_bytes(self, probe, opts):
+        size = probe.get('database_bytes') or 0
+        # The uncompressed copy exists in full before it is compressed.
+        return int(size * (1.6 if opts.get('compression', 'none') != 'none' else 1.05))
+
+    def table_stats(self, mode, database=None):
+        return sqlite_table_stats(self._path(database), mode)
+
+    def dump(self, part, opts):
+        src_path = self._path()
+        if not os.path.isfile(src_path):
+            raise EngineError('SQLite database %s does not exist' % src_path)
+        compression = opts.get('compression', 'none')
+        level = check_compression(compression, opts.get('compression_level'))
+        st = os.stat(src_path)
+        copy_path = part.path_of(DUMP_NAME if compression == 'none' else '.copy.sqlite3')
+        os.close(os.open(copy_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        src = dst = None
+        try:
+            src = sqlite3.connect(_ro_uri(src_path), uri=True, timeout=self.conn.get('connect_timeout') or 10)
+            dst = sqlite3.connect(copy_path)
+            src.backup(dst)  # pages=-1: every page in one step, see the module docstring
+            journal_mode = src.execute('PRAGMA journal_mode').fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise EngineError('SQLite online backup of %s failed: %s' % (src_path, e))
+        finally:
+            for c in (dst, src):
+                if c is not None:
+                    c.close()
+        self.record('sqlite3 backup API: %s -> %s (one step)' % (src_path, copy_path))
+        for leftover in ('-wal', '-shm', '-journal'):
+            if os.path.exists(copy_path + leftover):
+                os.unlink(copy_path + leftover)
+        _check_integrity(copy_path)
+        self.record('PRAGMA integrity_check on the copy')
+        tables = sqlite_table_stats(copy_path, opts.get('table_stats', 'counts'), immutable=True)
+        if compression == 'none':
+            part.add_existing(DUMP_NAME)
+        else:
+            hf = part.create(DUMP_NAME + SUFFIX[compression])
+            try:
+                step = compressor_step(compression, level, opts.get('threads', 0))
+                self.record(step.display())
+                run_pipeline([step], stdin_path=copy_path, sink=hf)
+            except BaseException:
+                hf.discard()
+                raise
+            hf.close()
+            part.add_hashed(hf)
+            os.unlink(copy_path)
+        return {
+            'kind': 'database',
+            'engine': self.name,
+            'database': src_path,
+            'format': 'sqlite3',
+            'compression': compression,
+            'compression_level': level,
+            'server_version': sqlite3.sqlite_version,
+            'client_version': sqlite3.sqlite_version,
+            'journal_mode': journal_mode,
+            'source_mode': '%04o' % (st.st_mode & 0o7777),
+            'source_uid': st.st_uid,
+            'source_gid': st.st_gid,
+            'tables': tables,
+        }
+
+    def restore(self, snapshot, part_meta, opts):
+        target = self._path(opts.get('database') or part_meta.get('database'))
+        target_dir = os.path.dirname(target)
+        if not os.path.isdir(target_dir):
+            if not opts.get('create'):
+                raise EngineError('directory %s of the target SQLite database does not exist (set create: true '
+                                  'to create it)' % target_dir)
+            os.makedirs(target_dir, 0o755)
+        if not os.access(target_dir, os.W_OK | os.X_OK):
+            raise EngineError('cannot write the SQLite database beside %s: directory %s is not writable'
+                              % (target, target_dir))
+        if not os.path.exists(target) and not opts.get('create'):
+            raise EngineError('SQLite database %s does not exist (set create: true to create it)' % target)
+        entry = part_meta['files'][0]
+        src = snapshot.file_path(entry)
+        fd, tmp = tempfile.mkstemp(prefix='.%s.restore-' % os.path.basename(target), dir=target_dir)
+        os.close(fd)
+        try:
+            step = decompressor_step(part_meta.get('compression', 'none'))
+            if step is None:
+                shutil.copyfile(src, tmp)
+                self.record('copy %s -> %s' % (src, tmp))
+            else:
+                self.record(step.display())
+                run_pipeline([step], stdin_path=src, stdout_path=tmp)
+            with open(tmp, 'rb') as f:
+                os.fsync(f.fileno())
+            _check_integrity(tmp)
+            if os.path.exists(target):
+                st = os.stat(target)
+                mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+            else:
+                mode = int(part_meta.get('source_mode', '0600'), 8)
+                uid, gid = part_meta.get('source_uid', -1), part_meta.get('source_gid', -1)
+            if os.geteuid() == 0:
+                os.chown(tmp, uid, gid)
+            os.chmod(tmp, mode)
+            self._release_target(target)
+            os.rename(tmp, target)
+            for leftover in ('-wal', '-shm', '-journal'):
+                if os.path.exists(target + leftover):
+                    os.unlink(target + leftover)
+            fd = os.open(target_dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return {'database': target}
+
+    def _release_target(self, target):
+        """Fold the target's WAL back and make sure nobody is reading it, so that removing the
+        -wal/-shm files after the rename cannot lose a commit or confuse a live reader."""
+        if not os.path.exists(target):
+            return
+        try:
+            con = sqlite3.connect(target, timeout=5)
+            try:
+                busy, _log, _done = con.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as e:
+            # A damaged target is exactly what a restore is for; nothing to fold back.
+            self.record('target %s could not be checkpointed (%s); replacing it anyway' % (target, e))
+            return
+        if busy:
+            raise EngineError('SQLite database %s is in use by another process (a checkpoint could not finish); '
+                              'stop the application before restoring' % target)

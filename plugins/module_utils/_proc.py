@@ -1,0 +1,357 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to this collection: run external tools as argument lists and pipelines.
+
+Never a shell. Every process of a pipeline is waited for and judged: its exit status, and its
+stderr against the tool's known error patterns (some tools exit 0 after printing an error).
+Stdout of the last process can be pumped through Python into a sink (a hashing file writer),
+and "taps" can watch a stream between two processes (the MySQL dump-completed footer).
+Secrets are never put in argv: callers pass them through files made by ``private_dir``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+CHUNK = 1024 * 1024
+
+# Tools speak English and print dates/numbers the same way on every host.
+C_LOCALE = {'LANG': 'C.UTF-8', 'LC_ALL': 'C.UTF-8', 'LC_MESSAGES': 'C'}
+
+
+class ToolError(Exception):
+    """An external tool failed; ``str()`` is a message fit for an operator."""
+
+    def __init__(self, msg, command=None, rc=None, stderr=None):
+        super().__init__(msg)
+        self.command = command
+        self.rc = rc
+        self.stderr = stderr
+
+
+def find_tool(name, paths=None, required=True):
+    """Absolute path of a tool, searching ``paths`` first, then PATH and the sbin directories."""
+    search = list(paths or [])
+    search += os.environ.get('PATH', '').split(os.pathsep)
+    search += ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']
+    for d in search:
+        if not d:
+            continue
+        candidate = os.path.join(d, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    if required:
+        raise ToolError('required tool %r was not found on this host (searched %s); install it '
+                        '(see bindep.txt of djangoops.maintenance)' % (name, ', '.join(d for d in search if d)))
+    return None
+
+
+def display(argv):
+    """One shell-quoted line for results and logs. Argv never holds secrets, so nothing to hide."""
+    return ' '.join(shlex.quote(str(a)) for a in argv)
+
+
+class Step(object):
+    """One process of a pipeline.
+
+    ``error_patterns``: regexes that mark a failure when found on stderr even if the exit status is 0.
+    ``ok_returncodes``: exit statuses that are success (default: 0 only).
+    """
+
+    def __init__(self, argv, env=None, error_patterns=(), ok_returncodes=(0,), name=None, cwd=None):
+        self.argv = [str(a) for a in argv]
+        self.env = dict(env or {})
+        self.error_patterns = [re.compile(p) for p in error_patterns]
+        self.ok_returncodes = tuple(ok_returncodes)
+        self.name = name or os.path.basename(self.argv[0])
+        self.cwd = cwd
+
+    def display(self):
+        return display(self.argv)
+
+
+class Tap(object):
+    """Sits between two steps: Python pumps the stream through and lets ``observe`` see each chunk."""
+
+    def observe(self, chunk):
+        raise NotImplementedError
+
+    def finish(self):
+        """Called once the stream ended; raise ToolError to fail the pipeline."""
+
+
+class TailTap(Tap):
+    """Keeps the last ``size`` bytes of a stream (to check a dump's completion footer)."""
+
+    def __init__(self, size=4096):
+        self.size = size
+        self.tail = b''
+        self.total = 0
+
+    def observe(self, chunk):
+        self.total += len(chunk)
+        self.tail = (self.tail + bytes(chunk[-self.size:]))[-self.size:]
+
+
+class _StderrReader(threading.Thread):
+    """Drains a stderr pipe into a bounded buffer: a chatty tool can neither block nor fill memory."""
+
+    def __init__(self, stream, keep_lines=400):
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lines = collections.deque(maxlen=keep_lines)
+        self.dropped = 0
+
+    def run(self):
+        for raw in iter(self.stream.readline, b''):
+            if len(self.lines) == self.lines.maxlen:
+                self.dropped += 1
+            self.lines.append(raw[:4096].decode('utf-8', 'replace').rstrip('\n'))
+        self.stream.close()
+
+    def text(self):
+        head = '[... %d earlier lines]\n' % self.dropped if self.dropped else ''
+        return head + '\n'.join(self.lines)
+
+
+class _Pump(threading.Thread):
+    """Copies src to dst through Python, letting a tap observe. Errors are kept for the pipeline."""
+
+    def __init__(self, src, dst, tap):
+        super().__init__(daemon=True)
+        self.src, self.dst, self.tap = src, dst, tap
+        self.error = None
+
+    def run(self):
+        try:
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            while True:
+                n = self.src.readinto(buf)
+                if not n:
+                    break
+                self.tap.observe(view[:n])
+                self.dst.write(view[:n])
+        except BrokenPipeError:
+            pass  # the next process died; its exit status tells why
+        except Exception as e:  # pylint: disable=broad-except
+            self.error = e
+        finally:
+            for f in (self.dst, self.src):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+
+
+class PipelineResult(object):
+    def __init__(self, steps, returncodes, stderr, seconds, bytes_out):
+        self.steps = steps
+        self.returncodes = returncodes
+        self.stderr = stderr
+        self.seconds = seconds
+        self.bytes_out = bytes_out
+
+    @property
+    def commands(self):
+        return [s.display() for s in self.steps]
+
+
+def _child_env(extra):
+    env = dict(os.environ)
+    env.update(C_LOCALE)
+    env.update(extra)
+    return env
+
+
+def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=None):
+    """Run ``items`` (Steps, with optional Taps between or after them) connected by pipes.
+
+    Children get SIGPIPE back at its default (subprocess' restore_signals), so a dead reader
+    ends a writer promptly instead of leaving it in an EPIPE loop.
+
+    Input comes from ``stdin_path`` (or /dev/null). Output of the last step goes to ``sink``
+    (an object with ``write(memoryview)``), to ``stdout_path``, or is discarded.
+    Raises ToolError naming the first step that failed; otherwise returns a PipelineResult.
+    """
+    if not items or not isinstance(items[0], Step):
+        raise ValueError('a pipeline starts with a Step')
+    steps = [i for i in items if isinstance(i, Step)]
+    if isinstance(items[-1], Tap) and sink is None:
+        raise ValueError('a trailing Tap needs a sink to pump into')
+    procs, readers, pumps, taps = [], [], [], []
+    started = time.monotonic()
+    stdin_f = open(stdin_path, 'rb') if stdin_path else open(os.devnull, 'rb')
+    stdout_f = open(stdout_path, 'wb') if stdout_path else None
+    bytes_out = 0
+    prev_out = stdin_f
+    pending_tap = None
+    try:
+        for item in items:
+            if isinstance(item, Tap):
+                pending_tap = item
+                taps.append(item)
+                continue
+            last = item is steps[-1]
+            if last:
+                out = subprocess.PIPE if sink is not None else (stdout_f or subprocess.DEVNULL)
+            else:
+                out = subprocess.PIPE
+            if pending_tap is not None:
+                stdin_arg = subprocess.PIPE
+            else:
+                stdin_arg = prev_out
+            try:
+                p = subprocess.Popen(item.argv, stdin=stdin_arg, stdout=out, stderr=subprocess.PIPE,
+                                     env=_child_env(item.env), cwd=item.cwd, close_fds=True)
+            except OSError as e:
+                raise ToolError('could not start %s: %s' % (item.name, e), command=item.display())
+            if pending_tap is not None:
+                pump = _Pump(prev_out, p.stdin, pending_tap)
+                pump.start()
+                pumps.append(pump)
+                pending_tap = None
+            elif prev_out is not stdin_f:
+                prev_out.close()  # the child holds its own copy; ours would keep the pipe open
+            procs.append(p)
+            r = _StderrReader(p.stderr)
+            r.start()
+            readers.append(r)
+            prev_out = p.stdout
+        if sink is not None:
+            src = procs[-1].stdout
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            while True:
+                n = src.readinto(buf)
+                if not n:
+                    break
+                if pending_tap is not None:
+                    pending_tap.observe(view[:n])
+                sink.write(view[:n])
+                bytes_out += n
+                if timeout is not None and time.monotonic() - started > timeout:
+                    raise ToolError('pipeline timed out after %ss' % timeout,
+                                    command=' | '.join(s.display() for s in steps))
+            src.close()
+        returncodes = []
+        for p in procs:
+            remaining = None if timeout is None else max(1, timeout - (time.monotonic() - started))
+            try:
+                returncodes.append(p.wait(timeout=remaining))
+            except subprocess.TimeoutExpired:
+                raise ToolError('%s timed out after %ss' % (steps[len(returncodes)].name, timeout),
+                                command=steps[len(returncodes)].display())
+        for r in readers:
+            r.join()
+        for pump in pumps:
+            pump.join()
+    except BaseException:
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    p.kill()
+                except OSError:
+                    pass
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except Exception:  # pylint: disable=broad-except
+                pass
+        raise
+    finally:
+        stdin_f.close()
+        if stdout_f is not None:
+            stdout_f.close()
+    stderr = [r.text() for r in readers]
+    _judge(steps, returncodes, stderr, pumps)
+    for tap in taps:
+        tap.finish()
+    return PipelineResult(steps, returncodes, stderr, time.monotonic() - started, bytes_out)
+
+
+def _judge(steps, returncodes, stderr, pumps):
+    """Raise for the step that really failed. A SIGPIPE death is a consequence, not a cause,
+    so a later step's own failure is reported before an earlier step's broken pipe."""
+    failed = []
+    for step, rc, err in zip(steps, returncodes, stderr):
+        if rc not in step.ok_returncodes:
+            failed.append((step, rc, err))
+            continue
+        for pat in step.error_patterns:
+            m = pat.search(err)
+            if m:
+                failed.append((step, rc, err))
+                break
+    for pump in pumps:
+        if pump.error is not None:
+            raise ToolError('streaming between tools failed: %s' % pump.error)
+    if not failed:
+        return
+    causes = [f for f in failed if f[1] != -signal.SIGPIPE] or failed
+    step, rc, err = causes[0]
+    if rc in step.ok_returncodes:
+        what = '%s reported an error although it exited %s' % (step.name, rc)
+    elif rc < 0:
+        what = '%s was killed by signal %s' % (step.name, -rc)
+    else:
+        what = '%s failed with exit status %s' % (step.name, rc)
+    detail = err.strip()
+    msg = what + (': ' + detail if detail else '')
+    raise ToolError(msg, command=step.display(), rc=rc, stderr=err)
+
+
+def run(argv, env=None, error_patterns=(), ok_returncodes=(0,), stdin_path=None, timeout=None, cwd=None):
+    """Run one command, capture stdout (small outputs only: versions, JSON) and stderr."""
+    step = Step(argv, env=env, error_patterns=error_patterns, ok_returncodes=ok_returncodes, cwd=cwd)
+    try:
+        with (open(stdin_path, 'rb') if stdin_path else open(os.devnull, 'rb')) as stdin_f:
+            p = subprocess.run(step.argv, stdin=stdin_f, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=_child_env(step.env), cwd=cwd, timeout=timeout, close_fds=True,
+                               check=False)
+    except OSError as e:
+        raise ToolError('could not start %s: %s' % (step.name, e), command=step.display())
+    except subprocess.TimeoutExpired:
+        raise ToolError('%s timed out after %ss' % (step.name, timeout), command=step.display())
+    err = p.stderr.decode('utf-8', 'replace')
+    _judge([step], [p.returncode], [err], [])
+    return p.stdout.decode('utf-8', 'replace'), err
+
+
+class private_dir(object):
+    """A 0700 temporary directory for credential files, removed on exit whatever happens.
+
+    Lives under ``base`` (default: the system temp dir). Files are created 0600 with O_EXCL.
+    """
+
+    def __init__(self, base=None, prefix='djangoops-'):
+        self.base = base
+        self.prefix = prefix
+        self.path = None
+
+    def __enter__(self):
+        self.path = tempfile.mkdtemp(prefix=self.prefix, dir=self.base)  # mkdtemp is 0700
+        return self
+
+    def write(self, name, content):
+        path = os.path.join(self.path, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(content)
+        return path
+
+    def __exit__(self, *exc):
+        if self.path:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+        return False

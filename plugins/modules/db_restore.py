@@ -1,0 +1,274 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: db_restore
+short_description: Restore a database exactly as a djangoops.maintenance snapshot recorded it
+version_added: 0.1.0
+description:
+  - Restores the database part of a snapshot written by M(djangoops.maintenance.db_snapshot) into the original
+    database or another one.
+  - Before touching the target, re-reads every file of the part and compares its size and sha256 with the
+    manifest; a missing, truncated or altered file refuses the restore and the target is left as it was.
+  - The target's contents are replaced completely; afterwards it holds exactly the snapshot's schema and rows,
+    and nothing created after the snapshot (a table, a column, an index a migration added) survives.
+    PostgreSQL - the database is dropped and re-created (or, with O(pg_clean=schemas), its schemas are
+    emptied) and C(pg_restore --no-owner) runs with O(jobs) workers, or C(psql) with C(ON_ERROR_STOP) in one
+    transaction for plain dumps. MySQL/MariaDB - the database is re-created with its recorded character set and
+    collation and the dump is streamed into the client, stopping at the first error. SQLite - the file is
+    rebuilt beside the target, checked, fsynced and renamed over it.
+  - Afterwards, per-table row counts (and content checksums when the snapshot recorded them) are compared with
+    the manifest and returned; a difference fails the task unless O(fail_on_mismatch=false).
+extends_documentation_fragment:
+  - djangoops.maintenance.connection
+  - djangoops.maintenance.snapshot
+options:
+  database:
+    description:
+      - Target database (SQLite - file path). Defaults to the database the snapshot was taken from.
+    type: str
+    aliases: [db]
+  snapshot_id:
+    description:
+      - Id of the snapshot to restore, or V(latest) for the most recently completed one.
+      - Defaults to V(latest) when O(snapshot_path) is not given either.
+    type: str
+  snapshot_path:
+    description:
+      - Path of the snapshot directory; it must be a snapshot directly under O(snapshot_root).
+    type: path
+  part:
+    description:
+      - Name of the database part to restore; needed only when the snapshot holds several.
+    type: str
+  create:
+    description:
+      - Create the target database (SQLite - its directory) when it does not exist.
+    type: bool
+    default: false
+  jobs:
+    description:
+      - Parallel C(pg_restore) workers (PostgreSQL custom and directory formats).
+    type: int
+    default: 2
+  pg_clean:
+    description:
+      - How PostgreSQL empties the target. V(recreate) drops and re-creates the database (needs C(CREATEDB) or
+        ownership, and no other sessions; O(terminate_connections) ends them). V(schemas) drops every
+        non-system schema inside the database instead, for users who may not create databases.
+    type: str
+    choices: [recreate, schemas]
+    default: recreate
+  terminate_connections:
+    description:
+      - Terminate other sessions connected to the target database (PostgreSQL) before it is dropped.
+    type: bool
+    default: false
+  verify_tables:
+    description:
+      - What to compare after the restore. V(auto) compares content checksums when the snapshot has them,
+        else row counts.
+    type: str
+    choices: [auto, counts, checksums, none]
+    default: auto
+  fail_on_mismatch:
+    description:
+      - Fail the task when the restored tables differ from the manifest.
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds after which the restore is stopped and the task fails. No limit when omitted.
+    type: int
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details: Verifies the snapshot's checksums and that the target server answers; restores nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: none
+seealso:
+  - module: djangoops.maintenance.db_snapshot
+  - module: djangoops.maintenance.snapshot_info
+author:
+  - djangoops maintainers (@djangoops)
+'''
+
+EXAMPLES = r'''
+- name: Put the database back as it was before the window
+  djangoops.maintenance.db_restore:
+    engine: postgresql
+    database: shop
+    login_host: db1.internal
+    login_user: shop_owner
+    login_password: "{{ vault_shop_owner_password }}"
+    snapshot_root: /var/backups/django
+    snapshot_id: "{{ snap.snapshot_id }}"
+    terminate_connections: true
+
+- name: Restore the latest snapshot into a scratch database to test it
+  djangoops.maintenance.db_restore:
+    engine: mysql
+    database: shop_restore_test
+    create: true
+    login_unix_socket: /run/mysqld/mysqld.sock
+    snapshot_root: /var/backups/django
+    snapshot_id: latest
+
+- name: SQLite back in place (stop the application first)
+  djangoops.maintenance.db_restore:
+    engine: sqlite
+    database: /srv/shop/db.sqlite3
+    snapshot_root: /var/backups/django
+    snapshot_id: 20261124T040512Z-k3j9q2
+'''
+
+RETURN = r'''
+snapshot_id:
+  description: Id of the snapshot restored.
+  returned: always
+  type: str
+part:
+  description: Name of the part restored.
+  returned: always
+  type: str
+database:
+  description: The target database (SQLite - file path).
+  returned: always
+  type: str
+verified_files:
+  description: Files whose size and sha256 were checked against the manifest before the restore.
+  returned: always
+  type: list
+  elements: str
+seconds:
+  description: Wall time of the restore, in seconds.
+  returned: success and not check mode
+  type: float
+tables:
+  description: Per-table row counts (and checksums) after the restore.
+  returned: success and not check mode
+  type: dict
+tables_compared:
+  description: What was compared with the manifest (V(counts), V(checksums) or V(none)).
+  returned: success and not check mode
+  type: str
+tables_match:
+  description: Whether every table equals what the manifest recorded.
+  returned: success and not check mode
+  type: bool
+table_mismatches:
+  description: The tables that differ, with what was expected and found.
+  returned: when tables differ
+  type: list
+  elements: dict
+commands:
+  description: Commands run, shell-quoted for reading (they never contain a password).
+  returned: always
+  type: list
+  elements: str
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import compare_tables
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engines import (
+    connection_argument_spec, connection_params, get_engine)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
+    ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
+
+
+class DbRestoreManager(object):
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.partial_result = {}
+
+    def run(self):
+        p = self.p
+        store = SnapshotStore(p['snapshot_root'])
+        snap = load_source_snapshot(store, p)
+        part_name, part_meta = pick_part(snap, 'database', p['part'])
+        if part_meta.get('engine') != p['engine']:
+            raise ModuleFailure('snapshot %s part %r holds a %s database, not %s'
+                                % (snap.id, part_name, part_meta.get('engine'), p['engine']))
+        target = p['database'] or part_meta.get('database')
+        result = dict(changed=True, snapshot_id=snap.id, part=part_name, database=target,
+                      verified_files=[f['path'] for f in part_meta.get('files', [])])
+        self.partial_result = result
+        snap.require_sound([part_name])  # before the target is touched
+        with private_dir() as secrets:
+            engine = get_engine(p['engine'], connection_params(p), secrets)
+            result['commands'] = engine.commands
+            probe = engine.probe(target)
+            if not probe['database_exists'] and not p['create']:
+                raise ModuleFailure('target database %s does not exist on the %s server (set create: true to '
+                                    'create it)' % (target, p['engine']))
+            engine.check_client(probe)
+            if self.module.check_mode:
+                return result
+            started = time.monotonic()
+            details = engine.restore(snap, part_meta, dict(
+                database=target, create=p['create'], jobs=p['jobs'], pg_clean=p['pg_clean'],
+                terminate_connections=p['terminate_connections'], timeout=p['timeout']))
+            result.update(details)
+            result['seconds'] = round(time.monotonic() - started, 3)
+            self.compare(engine, target, part_meta, result)
+        return result
+
+    def compare(self, engine, target, part_meta, result):
+        recorded = part_meta.get('tables') or {}
+        mode = self.p['verify_tables']
+        if mode == 'auto':
+            has_sums = any(t.get('checksum') for t in recorded.values())
+            mode = 'checksums' if has_sums else ('counts' if recorded else 'none')
+        result['tables_compared'] = mode
+        if mode == 'none':
+            result['tables'] = {}
+            result['tables_match'] = True
+            return
+        if mode == 'checksums' and recorded and not any(t.get('checksum') for t in recorded.values()):
+            raise ModuleFailure('verify_tables=checksums, but snapshot %s recorded only row counts (take it with '
+                                'table_stats: checksums)' % result['snapshot_id'], **result)
+        actual = engine.table_stats(mode, database=target)
+        result['tables'] = actual
+        match, mismatches = compare_tables(recorded, actual)
+        result['tables_match'] = match
+        if mismatches:
+            result['table_mismatches'] = mismatches
+            if self.p['fail_on_mismatch']:
+                raise ModuleFailure('restored database %s differs from snapshot %s in %d table(s): %s'
+                                    % (target, result['snapshot_id'], len(mismatches),
+                                       ', '.join('%s (%s)' % (m['table'], m['problem']) for m in mismatches[:10])),
+                                    **result)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(snapshot_source_argument_spec())
+    argument_spec.update(
+        create=dict(type='bool', default=False),
+        jobs=dict(type='int', default=2),
+        pg_clean=dict(type='str', default='recreate', choices=['recreate', 'schemas']),
+        terminate_connections=dict(type='bool', default=False),
+        verify_tables=dict(type='str', default='auto', choices=['auto', 'counts', 'checksums', 'none']),
+        fail_on_mismatch=dict(type='bool', default=True),
+        timeout=dict(type='int'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('snapshot_id', 'snapshot_path')])
+    run_manager(module, DbRestoreManager)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,172 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: snapshot_info
+short_description: List djangoops.maintenance snapshots and verify their checksums
+version_added: 0.1.0
+description:
+  - Lists the complete snapshots under O(snapshot_root), oldest first, with their manifests, and the
+    incomplete ones (C(*.partial) directories, directories without a manifest).
+  - With O(verify=true), re-reads every file of every listed snapshot and compares size and sha256 with the
+    manifest; damaged snapshots are reported, not hidden.
+extends_documentation_fragment:
+  - djangoops.maintenance.snapshot
+options:
+  snapshot_id:
+    description:
+      - Show only this snapshot (V(latest) for the most recent). Fails when it does not exist.
+    type: str
+  verify:
+    description:
+      - Re-check every file's size and sha256.
+    type: bool
+    default: false
+  full_manifest:
+    description:
+      - Return each snapshot's whole manifest rather than a summary.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details: Read-only; runs the same in check mode.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: none
+author:
+  - djangoops maintainers (@djangoops)
+'''
+
+EXAMPLES = r'''
+- name: What snapshots do we have?
+  djangoops.maintenance.snapshot_info:
+    snapshot_root: /var/backups/django
+  register: snaps
+
+- name: Nightly integrity check of every snapshot
+  djangoops.maintenance.snapshot_info:
+    snapshot_root: /var/backups/django
+    verify: true
+  register: check
+  failed_when: check.damaged | length > 0
+'''
+
+RETURN = r'''
+snapshots:
+  description: Complete snapshots, oldest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Snapshot id.
+      type: str
+    path:
+      description: Snapshot directory.
+      type: str
+    completed_at:
+      description: When the manifest was written (UTC, ISO 8601).
+      type: str
+    labels:
+      description: Labels of the snapshot.
+      type: dict
+    bytes:
+      description: Bytes of all files listed in the manifest.
+      type: int
+    parts:
+      description: Per part - kind, engine or source, bytes, file count.
+      type: dict
+    status:
+      description: V(complete), or after verification V(verified) or V(damaged).
+      type: str
+    problems:
+      description: What verification found wrong.
+      type: list
+      elements: str
+    manifest:
+      description: The whole manifest, with O(full_manifest=true).
+      type: dict
+latest:
+  description: Id of the most recently completed snapshot, or null when there is none.
+  returned: always
+  type: str
+incomplete:
+  description: Entries under the root that are not complete snapshots (C(*.partial), no manifest, unreadable).
+  returned: always
+  type: list
+  elements: dict
+damaged:
+  description: Ids of snapshots that failed verification.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import run_manager
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
+    SnapshotError, SnapshotStore, read_manifest, summarize)
+
+
+class SnapshotInfoManager(object):
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+
+    def run(self):
+        store = SnapshotStore(self.p['snapshot_root'])
+        complete = store.list()
+        snaps = [store.load(self.p['snapshot_id'])] if self.p['snapshot_id'] else complete
+        listed, damaged = [], []
+        for snap in snaps:
+            entry = summarize(snap)
+            if self.p['verify']:
+                problems = snap.verify()
+                entry['status'] = 'damaged' if problems else 'verified'
+                entry['problems'] = problems
+                if problems:
+                    damaged.append(snap.id)
+            if self.p['full_manifest']:
+                entry['manifest'] = snap.manifest
+            listed.append(entry)
+        incomplete = []
+        for name, kind in store.entries():
+            full = os.path.join(store.root, name)
+            if kind == 'complete':
+                try:
+                    read_manifest(full)
+                    continue
+                except SnapshotError as e:
+                    incomplete.append(dict(name=name, path=full, reason=str(e)))
+                    continue
+            reason = 'still being written, or interrupted' if kind == 'partial' else 'no manifest.json'
+            incomplete.append(dict(name=name, path=full, reason=reason, mtime=int(os.stat(full).st_mtime)))
+        latest = complete[-1].id if complete else None
+        return dict(changed=False, snapshots=listed, latest=latest, incomplete=incomplete, damaged=damaged)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            snapshot_root=dict(type='path', required=True),
+            snapshot_id=dict(type='str'),
+            verify=dict(type='bool', default=False),
+            full_manifest=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    run_manager(module, SnapshotInfoManager)
+
+
+if __name__ == '__main__':
+    main()

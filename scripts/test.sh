@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite of djangoops.maintenance on a fresh Debian 12 machine, as root: `make test`.
+# Installs what is missing (Debian packages, a Python venv), runs every pytest suite (the tests start
+# and stop their own throwaway PostgreSQL, MariaDB, sshd and Django servers), then ansible-test sanity
+# and ansible-lint.  Extra arguments go to pytest, e.g. `make test ARGS="-k sqlite"`.
+set -euo pipefail
+# shellcheck source=scripts/bootstrap.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+
+ensure_apt_packages
+ensure_venv
+link_collection
+activate_env
+cd "$REPO"
+
+started=$SECONDS
+log "pytest: unit, integration and fleet tests"
+pytest -p no:cacheprovider "$@"
+
+log "ansible-test sanity"
+bash "$REPO/scripts/sanity.sh"
+
+log "ansible-lint (production profile)"
+bash "$REPO/scripts/lint.sh"
+
+log "all tests passed in $((SECONDS - started)) s"

@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared fixtures: throwaway database servers (one of each per test session, plus private ones for
+tests that kill or corrupt a server), uniquely named databases, and snapshot roots."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from support.modules import ensure_collection_link  # noqa: E402  pylint: disable=wrong-import-position
+from support.servers import MariaDBServer, PostgresServer  # noqa: E402  pylint: disable=wrong-import-position
+
+ensure_collection_link()
+
+
+@pytest.fixture(scope='session')
+def pg_server():
+    server = PostgresServer().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope='session')
+def mariadb_server():
+    server = MariaDBServer().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def private_pg_server():
+    """A server of the test's own, free to be killed."""
+    server = PostgresServer().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def private_mariadb_server():
+    server = MariaDBServer().start()
+    yield server
+    server.destroy()
+
+
+def unique_name(prefix='t'):
+    return '%s_%s' % (prefix, uuid.uuid4().hex[:10])
+
+
+@pytest.fixture
+def pg_db(pg_server):
+    name = unique_name('pg')
+    pg_server.create_database(name)
+    yield name
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def mysql_db(mariadb_server):
+    name = unique_name('my')
+    mariadb_server.create_database(name)
+    yield name
+    mariadb_server.drop_database(name)
+
+
+@pytest.fixture
+def snapshot_root(tmp_path):
+    return str(tmp_path / 'snapshots')

@@ -1,0 +1,264 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""db_snapshot / db_restore / snapshot_info on real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from support.modules import run_module
+from support.sqlite_data import content_digest, make_shop, mutate, schema
+
+
+@pytest.fixture
+def shop(tmp_path):
+    path = str(tmp_path / 'app' / 'db.sqlite3')
+    os.makedirs(os.path.dirname(path))
+    make_shop(path)
+    return path
+
+
+def snap(db, root, **kw):
+    args = dict(engine='sqlite', database=db, snapshot_root=root)
+    args.update(kw)
+    return run_module('db_snapshot', args)
+
+
+def restore(db, root, **kw):
+    args = dict(engine='sqlite', database=db, snapshot_root=root)
+    args.update(kw)
+    return run_module('db_restore', args)
+
+
+@pytest.mark.parametrize('compression', ['none', 'gzip', 'zstd'])
+def test_round_trip_is_exact(shop, snapshot_root, compression):
+    before_schema, before_rows = schema(shop), content_digest(shop)
+    os.chmod(shop, 0o640)
+    r = snap(shop, snapshot_root, compression=compression, table_stats='checksums')
+    assert not r.failed, r
+    assert r['changed'] is True and r['finalized'] is True
+    assert r['compression'] == compression
+    assert r['tables']['customer']['rows'] == 200 and r['tables']['customer']['checksum']
+    snapdir = os.path.join(snapshot_root, r['snapshot_id'])
+    assert os.path.isfile(os.path.join(snapdir, 'manifest.json'))
+    # 0700 directories, 0600 files, everywhere.
+    for dirpath, dirs, files in os.walk(snapshot_root):
+        assert os.stat(dirpath).st_mode & 0o777 == 0o700, dirpath
+        for f in files:
+            assert os.stat(os.path.join(dirpath, f)).st_mode & 0o777 == 0o600, f
+        del dirs
+
+    mutate(shop)
+    assert schema(shop) != before_schema
+
+    r2 = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert not r2.failed, r2
+    assert r2['changed'] is True
+    assert r2['tables_compared'] == 'checksums' and r2['tables_match'] is True
+    assert schema(shop) == before_schema
+    assert content_digest(shop) == before_rows
+    assert os.stat(shop).st_mode & 0o777 == 0o640, 'restore keeps the target file mode'
+    assert not [f for f in os.listdir(os.path.dirname(shop)) if '.restore-' in f]
+
+
+def test_check_mode_writes_nothing(shop, snapshot_root):
+    r = snap(shop, snapshot_root)
+    assert not r.failed
+    before = content_digest(shop)
+    mutate(shop)
+    mutated = content_digest(shop)
+    r_check = run_module('db_snapshot', dict(engine='sqlite', database=shop, snapshot_root=snapshot_root + '2'),
+                         check=True)
+    assert not r_check.failed and r_check['changed'] is True
+    assert not os.path.exists(snapshot_root + '2')
+    r_restore = run_module('db_restore', dict(engine='sqlite', database=shop, snapshot_root=snapshot_root,
+                                              snapshot_id=r['snapshot_id']), check=True)
+    assert not r_restore.failed, r_restore
+    assert content_digest(shop) == mutated != before
+
+
+def test_restore_latest_into_another_file(shop, snapshot_root, tmp_path):
+    snap(shop, snapshot_root, labels={'release': 'v1'})
+    r2 = snap(shop, snapshot_root, labels={'release': 'v2'}, table_stats='checksums')
+    other = str(tmp_path / 'elsewhere' / 'copy.sqlite3')
+    r = restore(other, snapshot_root, snapshot_id='latest')
+    assert r.failed and 'does not exist' in r['msg'] and 'create: true' in r['msg']
+    r = restore(other, snapshot_root, create=True)
+    assert not r.failed, r
+    assert r['snapshot_id'] == r2['snapshot_id']
+    assert content_digest(other) == content_digest(shop)
+    info = run_module('snapshot_info', dict(snapshot_root=snapshot_root))
+    assert [s['labels']['release'] for s in info['snapshots']] == ['v1', 'v2']
+    assert info['latest'] == r2['snapshot_id']
+    assert info['snapshots'][0]['parts']['database']['engine'] == 'sqlite'
+
+
+def test_altered_snapshot_is_refused_and_target_untouched(shop, snapshot_root):
+    r = snap(shop, snapshot_root, compression='none')
+    mutate(shop)
+    mutated = content_digest(shop)
+    dump = os.path.join(snapshot_root, r['snapshot_id'], r['files'][0]['path'])
+    with open(dump, 'r+b') as f:  # flip one byte in the middle
+        f.seek(os.path.getsize(dump) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+    info = run_module('snapshot_info', dict(snapshot_root=snapshot_root, verify=True))
+    assert info['damaged'] == [r['snapshot_id']]
+    assert 'sha256' in info['snapshots'][0]['problems'][0]
+    res = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert res.failed and 'checksum verification' in res['msg'] and 'refusing' in res['msg']
+    assert content_digest(shop) == mutated
+
+    os.truncate(dump, 100)
+    res = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert res.failed and 'size 100' in res['msg']
+    os.unlink(dump)
+    res = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert res.failed and 'missing' in res['msg']
+    assert content_digest(shop) == mutated
+
+
+@pytest.mark.parametrize('bad_id', ['../etc', 'a/../../b', '..', '/etc/passwd', 'x/y', 'latest.partial', ''])
+def test_ids_that_escape_are_refused(shop, snapshot_root, bad_id):
+    r = snap(shop, snapshot_root, snapshot_id=bad_id) if bad_id else None
+    if r is not None:
+        assert r.failed and 'invalid snapshot id' in r['msg'] and repr(bad_id) in r['msg']
+    r = restore(shop, snapshot_root, snapshot_id=bad_id or '.')
+    assert r.failed
+    assert 'invalid snapshot id' in r['msg']
+    assert not os.path.exists('/etc/passwd.partial')
+
+
+def test_snapshot_path_outside_root_is_refused(shop, snapshot_root, tmp_path):
+    r = snap(shop, snapshot_root)
+    other_root = str(tmp_path / 'other')
+    snap(shop, other_root)
+    outside = os.path.join(other_root, os.listdir(other_root)[0])
+    res = restore(shop, snapshot_root, snapshot_path=outside)
+    assert res.failed and 'not a snapshot directory directly under snapshot_root' in res['msg']
+    res = restore(shop, snapshot_root, snapshot_path=os.path.join(snapshot_root, r['snapshot_id']))
+    assert not res.failed, res
+
+
+def test_missing_database_and_bad_paths(tmp_path, snapshot_root):
+    r = snap(str(tmp_path / 'nope.sqlite3'), snapshot_root)
+    assert r.failed and 'nope.sqlite3 does not exist' in r['msg']
+    r = snap('relative.sqlite3', snapshot_root)
+    assert r.failed and "absolute path, got 'relative.sqlite3'" in r['msg']
+    r = snap(str(tmp_path / 'x.sqlite3'), 'relative/root')
+    assert r.failed and 'snapshot_root must be an absolute path' in r['msg']
+    notdb = tmp_path / 'not-a-db.sqlite3'
+    notdb.write_bytes(b'this is not a database' * 100)
+    r = snap(str(notdb), snapshot_root)
+    assert r.failed and 'not-a-db.sqlite3' in r['msg']
+    assert not os.path.exists(snapshot_root) or not os.listdir(snapshot_root)
+
+
+def test_unwritable_root_is_refused_before_writing(shop, tmp_path):
+    ro = tmp_path / 'ro'
+    ro.mkdir()
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', str(ro)], check=True)
+    try:
+        r = snap(shop, str(ro))
+        assert r.failed and str(ro) in r['msg'] and 'not writable' in r['msg']
+    finally:
+        subprocess.run(['umount', str(ro)], check=True)
+
+
+def _fill_big(path, mib):
+    con = sqlite3.connect(path)
+    con.execute('CREATE TABLE blob_data (id INTEGER PRIMARY KEY, payload BLOB)')
+    chunk = os.urandom(1024 * 1024)
+    for i in range(mib):
+        con.execute('INSERT INTO blob_data(payload) VALUES (?)', (chunk[i:] + chunk[:i],))
+    con.commit()
+    con.close()
+
+
+def test_full_disk_leaves_nothing_that_looks_complete(tmp_path):
+    db = str(tmp_path / 'big.sqlite3')
+    _fill_big(db, 24)
+    small = tmp_path / 'small'
+    small.mkdir()
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', str(small)], check=True)
+    try:
+        root = str(small / 'snaps')
+        r = snap(db, root, compression='none')
+        assert r.failed and 'not enough free space' in r['msg'] and r['preflight']['free_bytes'] <= 8 * 2 ** 20
+        assert not os.path.exists(root) or os.listdir(root) == []
+        r = snap(db, root, compression='none', space_check=False)
+        assert r.failed
+        assert 'No space left on device' in r['msg'] or 'full' in r['msg'], r['msg']
+        assert os.listdir(root) == [], 'the failed snapshot must be removed'
+        info = run_module('snapshot_info', dict(snapshot_root=root))
+        assert info['snapshots'] == [] and info['incomplete'] == []
+    finally:
+        subprocess.run(['umount', str(small)], check=True)
+    # and the next snapshot, with room, works
+    r = snap(db, str(tmp_path / 'roomy'), compression='zstd')
+    assert not r.failed, r
+
+
+WRITER = r'''
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+con.execute('PRAGMA journal_mode=WAL')
+con.execute('CREATE TABLE IF NOT EXISTS ledger_a (id INTEGER PRIMARY KEY, amount INTEGER, pad BLOB)')
+con.execute('CREATE TABLE IF NOT EXISTS ledger_b (id INTEGER PRIMARY KEY, amount INTEGER)')
+print('ready', flush=True)
+i = 0
+while True:
+    # one transaction moves an amount from a to b: a consistent copy always has sum(a) + sum(b) == 0
+    con.execute('BEGIN IMMEDIATE')
+    con.execute('INSERT INTO ledger_a(amount, pad) VALUES (?, zeroblob(2048))', (-i,))
+    con.execute('INSERT INTO ledger_b(amount) VALUES (?)', (i,))
+    con.execute('COMMIT')
+    i += 1
+'''
+
+
+def test_snapshot_while_application_keeps_writing(tmp_path, snapshot_root):
+    db = str(tmp_path / 'busy.sqlite3')
+    _fill_big(db, 64)
+    writer = subprocess.Popen([sys.executable, '-c', WRITER, db], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout.readline().strip() == b'ready'
+        time.sleep(0.5)
+        r = snap(db, snapshot_root, table_stats='checksums', compression='none')
+        assert not r.failed, r
+        time.sleep(0.3)
+        assert writer.poll() is None, 'the application was not blocked or killed'
+    finally:
+        writer.kill()
+        writer.wait()
+    copy = os.path.join(snapshot_root, r['snapshot_id'], 'database', 'database.sqlite3')
+    con = sqlite3.connect('file:%s?mode=ro&immutable=1' % copy, uri=True)
+    assert con.execute('PRAGMA integrity_check').fetchone()[0] == 'ok'
+    a = con.execute('SELECT count(*), coalesce(sum(amount), 0) FROM ledger_a').fetchone()
+    b = con.execute('SELECT count(*), coalesce(sum(amount), 0) FROM ledger_b').fetchone()
+    con.close()
+    assert a[0] == b[0] > 0 and a[1] + b[1] == 0, (a, b)
+    assert r['tables']['ledger_a']['rows'] == a[0]
+
+
+def test_manifest_records_versions_timings_and_commands(shop, snapshot_root):
+    r = snap(shop, snapshot_root, labels={'release': '1.2.3', 'pinned': 'yes'})
+    with open(os.path.join(snapshot_root, r['snapshot_id'], 'manifest.json'), encoding='utf-8') as f:
+        m = json.load(f)
+    part = m['parts']['database']
+    assert m['id'] == r['snapshot_id'] and m['format_version'] == 1
+    assert m['labels'] == {'release': '1.2.3', 'pinned': 'yes'}
+    assert part['engine'] == 'sqlite' and part['server_version'] == sqlite3.sqlite_version
+    assert part['seconds'] >= 0 and part['started_at'] and m['completed_at'] >= m['created_at']
+    assert part['files'][0]['sha256'] == r['files'][0]['sha256']
+    assert any('integrity_check' in c for c in part['commands'])
+    assert part['tables']['order_item']['rows'] == 1200

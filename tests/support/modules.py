@@ -1,0 +1,96 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run the collection's modules for real from tests.
+
+``run_module`` executes a module file the way Ansible's module runner does after unpacking it
+(``python -m <module> <args.json>``): real module code, real tools, a second or less per call.
+``run_playbook`` runs ansible-playbook for tests of packaging, roles and playbooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS_PATH = os.path.join(REPO, '.build', 'collections')
+MODULE_PKG = 'ansible_collections.djangoops.maintenance.plugins.modules.'
+
+
+def ensure_collection_link():
+    link = os.path.join(COLLECTIONS_PATH, 'ansible_collections', 'djangoops', 'maintenance')
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(REPO, link)
+
+
+class ModuleResult(dict):
+    rc = None
+    stderr = ''
+    argv = None
+
+    @property
+    def failed(self):
+        return bool(self.get('failed')) or self.rc != 0
+
+
+def module_env(extra=None):
+    env = dict(os.environ)
+    env['PYTHONPATH'] = COLLECTIONS_PATH + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    env.update(extra or {})
+    return env
+
+
+def run_module(name, args, check=False, diff=False, env=None, python=None, wrapper=None, timeout=600):
+    """Run module ``name`` with ``args``; returns a ModuleResult (the module's JSON result)."""
+    ensure_collection_link()
+    payload = {'ANSIBLE_MODULE_ARGS': dict(args, _ansible_check_mode=check, _ansible_diff=diff)}
+    fd, path = tempfile.mkstemp(prefix='djangoops-args-', suffix='.json')
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            json.dump(payload, f)
+        argv = list(wrapper or []) + [python or sys.executable, '-m', MODULE_PKG + name, path]
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=module_env(env),
+                           timeout=timeout, check=False)
+    finally:
+        os.unlink(path)
+    out = p.stdout.decode('utf-8', 'replace')
+    result = None
+    for line in reversed(out.strip().splitlines()):
+        line = line.strip()
+        if line.startswith('{'):
+            try:
+                result = json.loads(line)
+                break
+            except ValueError:
+                continue
+    if result is None:
+        raise AssertionError('module %s printed no JSON result (rc=%s)\nstdout:\n%s\nstderr:\n%s'
+                             % (name, p.returncode, out[-4000:], p.stderr.decode('utf-8', 'replace')[-4000:]))
+    res = ModuleResult(result)
+    res.rc = p.returncode
+    res.stderr = p.stderr.decode('utf-8', 'replace')
+    res.stdout = out
+    res.argv = argv
+    return res
+
+
+def run_playbook(playbook, inventory='localhost,', extra_vars=None, env=None, args=(), cwd=None, timeout=1200):
+    """ansible-playbook with this collection on the collections path; returns CompletedProcess."""
+    ensure_collection_link()
+    e = module_env(env)
+    e['ANSIBLE_COLLECTIONS_PATH'] = COLLECTIONS_PATH
+    e.setdefault('ANSIBLE_COLLECTIONS_SCAN_SYS_PATH', 'false')
+    e.setdefault('ANSIBLE_HOST_KEY_CHECKING', 'false')
+    e.setdefault('ANSIBLE_NOCOLOR', '1')
+    e.setdefault('ANSIBLE_RETRY_FILES_ENABLED', 'false')
+    e.setdefault('ANSIBLE_PYTHON_INTERPRETER', sys.executable)
+    bindir = os.path.dirname(sys.executable)
+    argv = [os.path.join(bindir, 'ansible-playbook'), '-i', inventory, playbook] + list(args)
+    if extra_vars:
+        argv += ['-e', json.dumps(extra_vars)]
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=e, cwd=cwd,
+                          timeout=timeout, check=False, universal_newlines=True)

@@ -1,0 +1,255 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Throwaway PostgreSQL and MariaDB servers for the tests: own data directory, a free port,
+password authentication on TCP, started in about a second and killed without mercy.
+
+The servers run as the ``postgres`` / ``mysql`` system users (PostgreSQL refuses root), so their
+directories live under /tmp where those users can reach them."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+PG_BIN_CANDIDATES = sorted(glob.glob('/usr/lib/postgresql/*/bin'), reverse=True)
+
+# Passwords that would break any naive quoting: quotes, spaces, $, #, backslash, colon, unicode.
+TRICKY_PASSWORD = 'p\'a"s s$w#o\\r:d-\u00e9\u00df\u2603'
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _chown_tree(path, user):
+    pw = pwd.getpwnam(user)
+    for dirpath, dirs, files in os.walk(path):
+        os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+        for name in files:
+            os.chown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid)
+        del dirs
+
+
+def _wait_port(host, port, proc, seconds, log):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError('server exited with %s; log:\n%s' % (proc.returncode, _read(log)))
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError('server did not listen on %s:%s within %ss; log:\n%s' % (host, port, seconds, _read(log)))
+
+
+def _read(path):
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            return f.read()[-4000:]
+    except OSError:
+        return ''
+
+
+class PostgresServer(object):
+    """A PostgreSQL cluster: superuser ``postgres`` with TRICKY_PASSWORD over TCP (scram-sha-256),
+    trust on its private Unix socket directory."""
+
+    superuser = 'postgres'
+
+    def __init__(self, host='127.0.0.1', port=None, base=None, netns=None):
+        if not PG_BIN_CANDIDATES:
+            raise RuntimeError('no PostgreSQL server binaries under /usr/lib/postgresql')
+        self.bindir = PG_BIN_CANDIDATES[0]
+        self.host = host
+        self.port = port or free_port()
+        self.base = base or tempfile.mkdtemp(prefix='djangoops-pg-', dir='/tmp')
+        os.chmod(self.base, 0o755)
+        self.datadir = os.path.join(self.base, 'data')
+        self.sockdir = os.path.join(self.base, 'sock')
+        self.log = os.path.join(self.base, 'server.log')
+        self.password = TRICKY_PASSWORD
+        self.netns = netns
+
+    def _as_postgres(self, argv, **kw):
+        prefix = ['ip', 'netns', 'exec', self.netns] if self.netns else []
+        return subprocess.run(prefix + ['runuser', '-u', 'postgres', '--'] + argv, check=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+    def start(self):
+        if not os.path.isdir(self.datadir):
+            os.makedirs(self.sockdir)
+            pwfile = os.path.join(self.base, 'pw')
+            with open(pwfile, 'w', encoding='utf-8') as f:
+                f.write(self.password + '\n')
+            _chown_tree(self.base, 'postgres')
+            self._as_postgres([os.path.join(self.bindir, 'initdb'), '-D', self.datadir, '-U', self.superuser,
+                               '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256',
+                               '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'])
+            os.unlink(pwfile)
+        opts = '-p %d -k %s -c listen_addresses=%s -c fsync=off -c full_page_writes=off -c max_connections=50' % (
+            self.port, self.sockdir, self.host)
+        self._as_postgres([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, '-l', self.log, '-w',
+                           '-t', '30', '-o', opts, 'start'])
+        return self
+
+    def stop(self, mode='fast'):
+        if os.path.exists(os.path.join(self.datadir, 'postmaster.pid')):
+            try:
+                self._as_postgres([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, '-m', mode, '-w',
+                                   'stop'], timeout=60)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                self.kill()
+
+    def kill(self):
+        pidfile = os.path.join(self.datadir, 'postmaster.pid')
+        try:
+            with open(pidfile, encoding='utf-8') as f:
+                pid = int(f.readline())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+    def destroy(self):
+        self.stop(mode='immediate')
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def conn_args(self, database='postgres'):
+        """Module connection options for this server."""
+        return dict(engine='postgresql', login_host=self.host, login_port=self.port, login_user=self.superuser,
+                    login_password=self.password, database=database)
+
+    def connect(self, database='postgres', autocommit=True):
+        import psycopg  # pylint: disable=import-outside-toplevel
+        return psycopg.connect(host=self.host, port=self.port, user=self.superuser, password=self.password,
+                               dbname=database, autocommit=autocommit)
+
+    def sql(self, statement, database='postgres', params=None):
+        with self.connect(database) as con:
+            cur = con.execute(statement, params)
+            return cur.fetchall() if cur.description else None
+
+    def create_database(self, name):
+        self.sql('CREATE DATABASE "%s"' % name)
+
+    def drop_database(self, name):
+        self.sql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+class MariaDBServer(object):
+    """A MariaDB server: user ``djangoops`` with TRICKY_PASSWORD over TCP, root by socket."""
+
+    user = 'djangoops'
+
+    def __init__(self, host='127.0.0.1', port=None, base=None, netns=None):
+        self.host = host
+        self.port = port or free_port()
+        self.base = base or tempfile.mkdtemp(prefix='djangoops-my-', dir='/tmp')
+        os.chmod(self.base, 0o755)
+        self.datadir = os.path.join(self.base, 'data')
+        self.socket = os.path.join(self.base, 'mysqld.sock')
+        self.pidfile = os.path.join(self.base, 'mysqld.pid')
+        self.log = os.path.join(self.base, 'server.log')
+        self.password = TRICKY_PASSWORD
+        self.netns = netns
+        self.proc = None
+
+    def start(self):
+        fresh = not os.path.isdir(self.datadir)
+        if fresh:
+            os.makedirs(self.datadir)
+            _chown_tree(self.base, 'mysql')
+            subprocess.run(['mariadb-install-db', '--no-defaults', '--user=mysql', '--datadir=' + self.datadir,
+                            '--auth-root-authentication-method=normal', '--skip-test-db'], check=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        prefix = ['ip', 'netns', 'exec', self.netns] if self.netns else []
+        with open(self.log, 'ab') as log:
+            self.proc = subprocess.Popen(
+                prefix + ['mariadbd', '--no-defaults', '--user=mysql', '--datadir=' + self.datadir,
+                          '--socket=' + self.socket, '--port=%d' % self.port, '--bind-address=' + self.host,
+                          '--pid-file=' + self.pidfile, '--skip-log-bin', '--skip-name-resolve',
+                          '--innodb-flush-log-at-trx-commit=0', '--innodb-doublewrite=0', '--log-error=' + self.log,
+                          '--character-set-server=utf8mb4', '--collation-server=utf8mb4_unicode_ci'],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if not self.netns:
+            _wait_port(self.host, self.port, self.proc, 60, self.log)
+        else:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(self.socket) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        if fresh:
+            for where in ('%', 'localhost'):
+                self.root_sql("CREATE USER '%s'@'%s' IDENTIFIED BY %%s" % (self.user, where), (self.password,))
+                self.root_sql("GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION" % (self.user, where))
+        return self
+
+    def root_sql(self, statement, params=None):
+        """One statement as root over the Unix socket (``%%`` for a literal percent sign when params are given)."""
+        import pymysql  # pylint: disable=import-outside-toplevel
+        con = pymysql.connect(unix_socket=self.socket, user='root', autocommit=True, charset='utf8mb4')
+        try:
+            with con.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall() if cur.description else None
+        finally:
+            con.close()
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def destroy(self):
+        self.kill()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def conn_args(self, database=None):
+        args = dict(engine='mysql', login_host=self.host, login_port=self.port, login_user=self.user,
+                    login_password=self.password)
+        if database:
+            args['database'] = database
+        return args
+
+    def connect(self, database=None):
+        import pymysql  # pylint: disable=import-outside-toplevel
+        return pymysql.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                               database=database, autocommit=True, charset='utf8mb4',
+                               client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+
+    def sql(self, statement, database=None, params=None):
+        con = self.connect(database)
+        try:
+            with con.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall() if cur.description else None
+        finally:
+            con.close()
+
+    def create_database(self, name):
+        self.sql('CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci' % name)
+
+    def drop_database(self, name):
+        self.sql('DROP DATABASE IF EXISTS `%s`' % name)
