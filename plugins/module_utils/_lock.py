@@ -71,8 +71,8 @@ def is_expired(holder, now=None):
 def describe(holder):
     if holder.get('damaged'):
         return 'an unreadable lock file'
-    return '%s (%s) on %s since %s, expires %s' % (holder.get('owner'), holder.get('purpose'), holder.get('host'),
-                                                    holder.get('acquired_at'), holder.get('expires_at'))
+    return '%s (%s) on %s since %s, expires %s' % (
+        holder.get('owner'), holder.get('purpose'), holder.get('host'), holder.get('acquired_at'), holder.get('expires_at'))
 
 
 def acquire(path, owner, purpose, ttl):
