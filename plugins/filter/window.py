@@ -218,10 +218,24 @@ def window_report_html(report):
     return '\n'.join(out) + '\n'
 
 
+def migration_targets(before, after):
+    """For each app whose applied migrations changed, the migration to go back to: the last one
+    applied before (``applied_migrations`` lists are in applied order), or ``zero``."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        raise AnsibleFilterError('migration_targets expects two applied_migrations dicts')
+    targets = []
+    for app in sorted(set(before) | set(after)):
+        was, now = list(before.get(app) or []), list(after.get(app) or [])
+        if was != now:
+            targets.append({'app': app, 'target': was[-1] if was else 'zero'})
+    return targets
+
+
 class FilterModule(object):
     def filters(self):
         return {
             'row_count_drops': row_count_drops,
+            'migration_targets': migration_targets,
             'query_check_failures': query_check_failures,
             'collect_window_report': collect_window_report,
             'window_report_markdown': window_report_markdown,

@@ -83,3 +83,15 @@ def test_html_escapes_everything():
         'status': 'failed', 'error': '<script>x</script>', 'phases': [{'name': '<i>'}]}}}), ['<b>'], [])
     page = window_report_html(report)
     assert '<script>' not in page and '&lt;script&gt;' in page and '<i>' not in page
+
+
+def test_migration_targets():
+    from ansible_collections.djangoops.maintenance.plugins.filter.window import migration_targets
+    before = {'shop': ['0001_initial', '0002_stock'], 'auth': ['0001_initial'], 'blog': []}
+    after = {'shop': ['0001_initial', '0002_stock', '0003_x', '0004_y'], 'auth': ['0001_initial'],
+             'blog': ['0001_initial'], 'new': ['0001_initial']}
+    assert migration_targets(before, after) == [
+        {'app': 'blog', 'target': 'zero'}, {'app': 'new', 'target': 'zero'}, {'app': 'shop', 'target': '0002_stock'}]
+    assert migration_targets(before, before) == []
+    with pytest.raises(AnsibleFilterError):
+        migration_targets([], {})
