@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 
 import pytest
 
 from conftest import unique_name
-from support.modules import run_module
+from support.modules import COLLECTIONS_PATH, run_module
 from support.mysql_data import (content_digest, fill_blobs, make_shop, make_wrapper, mutate, next_auto_increment,
                                 schema)
 from support.watch import assert_secret_absent, run_module_traced
@@ -314,3 +315,41 @@ def test_sql_error_midway_says_the_target_is_partial(mariadb_server, shop, snaps
     res = restore(server, shop, snapshot_root)
     assert res.failed and 'PARTLY restored' in res['msg'] and 'ERROR 1064' in res['msg'], res['msg']
     assert res['failed_command'].split()[1].startswith('--defaults-extra-file=')
+
+
+def _engine(server, db):
+    sys.path.insert(0, COLLECTIONS_PATH)
+    from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_mysql import MySQLEngine
+    return MySQLEngine(dict(server.conn_args(db), connect_timeout=10), secrets=None)
+
+
+def test_checksum_is_the_documented_digest(mariadb_server, mysql_db):
+    """count + sum mod 2**64 of the first 8 bytes of sha256 of each row's text, recomputed in Python."""
+    server = mariadb_server
+    rows = [(1, 'a', b'\x00\x01', 1.5), (2, None, b'', None), (3, '', None, -0.25), (4, '\u00e9\U0001F600', b'x', 2.0)]
+    for table, order in (('c1', rows), ('c2', rows[::-1])):
+        server.sql('CREATE TABLE %s (id INT PRIMARY KEY, s VARCHAR(20) NULL, b BLOB NULL, d DOUBLE NULL)' % table,
+                   database=mysql_db)
+        con = server.connect(mysql_db)
+        with con.cursor() as cur:
+            cur.executemany('INSERT INTO %s VALUES (%%s, %%s, %%s, %%s)' % table, order)
+        con.close()
+    server.sql("CREATE TABLE c3 (id INT PRIMARY KEY, s VARCHAR(20) NULL, b BLOB NULL, d DOUBLE NULL)",
+               database=mysql_db)
+    server.sql("INSERT INTO c3 VALUES (1, 'a', 0x0001, 1.5), (2, '', '', NULL), (3, '', NULL, -0.25), "
+               "(4, '\u00e9\U0001F600', 'x', 2.0)", database=mysql_db)  # row 2: NULL became ''
+
+    def text(v):
+        if v is None:
+            return 'n'
+        if isinstance(v, (bytes, str)):
+            return 'v' + hashlib.sha256(v if isinstance(v, bytes) else v.encode('utf-8')).hexdigest()
+        return 'v' + ('%g' % v if isinstance(v, float) else str(v))
+    total = sum(int(hashlib.sha256(','.join(text(v) for v in row).encode()).hexdigest()[:16], 16) for row in rows)
+    expected = {'rows': 4, 'checksum': '%016x' % (total % 2 ** 64)}
+
+    got = _engine(server, mysql_db).table_stats('checksums')
+    assert got['c1'] == expected
+    assert got['c2'] == expected, 'row order does not matter'
+    assert got['c3']['rows'] == 4 and got['c3']['checksum'] != expected['checksum'], 'NULL is not the empty string'
+    assert _engine(server, mysql_db).table_stats('counts')['c1'] == {'rows': 4, 'checksum': None}
