@@ -137,8 +137,8 @@ class MySQLEngine(Engine):
             row = cur.fetchone()
         if not row or not row[1]:
             con.close()
-            raise EngineError('ssl_mode=%s, but %s did not accept TLS' % (client.effective_ssl_mode(self.conn),
-                                                                        self._where()))
+            raise EngineError('ssl_mode=%s, but %s did not accept TLS'
+                              % (client.effective_ssl_mode(self.conn), self._where()))
 
     def _query(self, sql, params=None, database=None):
         con = self.connect(database)
