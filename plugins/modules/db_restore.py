@@ -19,8 +19,10 @@ description:
     and nothing created after the snapshot (a table, a column, an index a migration added) survives.
     PostgreSQL - the database is dropped and re-created (or, with O(pg_clean=schemas), its schemas are
     emptied) and C(pg_restore --no-owner) runs with O(jobs) workers, or C(psql) with C(ON_ERROR_STOP) in one
-    transaction for plain dumps. MySQL/MariaDB - the database is re-created with its recorded character set and
-    collation and the dump is streamed into the client, stopping at the first error. SQLite - the file is
+    transaction for plain dumps. MySQL/MariaDB - the database is dropped and re-created with its recorded character
+    set and collation and the dump is streamed into the client, stopping at the first error; MySQL cannot roll back
+    DDL, so a failure part-way leaves the target partly restored, and the error says so (run the restore again).
+    Definers are handled as O(mysql_definers) says. SQLite - the file is
     rebuilt beside the target, checked, fsynced and renamed over it.
   - Afterwards, per-table row counts (and content checksums when the snapshot recorded them) are compared with
     the manifest and returned; a difference fails the task unless O(fail_on_mismatch=false).

@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -16,8 +19,9 @@ import pytest
 
 from conftest import unique_name
 from support.modules import COLLECTIONS_PATH, run_module
-from support.mysql_data import (content_digest, fill_blobs, make_shop, make_wrapper, mutate, next_auto_increment,
-                                schema)
+from support.mysql_data import (content_digest, fill_blobs, make_shop, make_tls_files, make_wrapper, mutate,
+                                next_auto_increment, schema)
+from support.servers import MariaDBServer
 from support.watch import assert_secret_absent, run_module_traced
 
 
@@ -353,3 +357,64 @@ def test_checksum_is_the_documented_digest(mariadb_server, mysql_db):
     assert got['c2'] == expected, 'row order does not matter'
     assert got['c3']['rows'] == 4 and got['c3']['checksum'] != expected['checksum'], 'NULL is not the empty string'
     assert _engine(server, mysql_db).table_stats('counts')['c1'] == {'rows': 4, 'checksum': None}
+
+
+@pytest.fixture(scope='module')
+def tls_server():
+    """A MariaDB server that refuses every TCP connection without TLS."""
+    certdir = tempfile.mkdtemp(prefix='djangoops-tls-', dir='/tmp')
+    try:
+        files = make_tls_files(certdir)
+        server = MariaDBServer(extra_args=['--ssl-ca=' + files['ca'], '--ssl-cert=' + files['server'],
+                                           '--ssl-key=' + files['server-key'], '--require-secure-transport=ON'])
+        server.files = files
+        try:
+            yield server.start()
+        finally:
+            server.destroy()
+    finally:
+        shutil.rmtree(certdir, ignore_errors=True)
+
+
+def test_tls_modes_reach_pymysql_and_the_tools(tls_server, snapshot_root):
+    server = tls_server
+    db = unique_name('tls')
+    server.root_sql('CREATE DATABASE `%s`' % db)
+    server.root_sql('CREATE TABLE `%s`.t (id INT PRIMARY KEY)' % db)
+    # MariaDB answers a plain-text login under require_secure_transport with 'Access denied'; the
+    # same password works below, so this is the transport.
+    r = snap(server, db, snapshot_root, ssl_mode='disable')
+    assert r.failed and 'Access denied' in r['msg'], r['msg']
+    # require: TLS without verification, for PyMySQL and for both tools (the server takes nothing else).
+    r = snap(server, db, snapshot_root, ssl_mode='require')
+    assert not r.failed, r
+    res = restore(server, db, snapshot_root, ssl_mode='require')
+    assert not res.failed, res
+    r = snap(server, db, snapshot_root, ssl_mode='verify-full', ssl_ca=server.files['ca'])
+    assert not r.failed, r
+    r = snap(server, db, snapshot_root, ssl_mode='verify-full', ssl_ca=server.files['other-ca'])
+    assert r.failed and 'certificate verify failed' in r['msg'], r['msg']
+    assert len(root_entries(snapshot_root)) == 2
+
+
+def test_tls_option_lines_drive_the_real_client(tls_server, tmp_path):
+    """The option file the engine writes makes the mariadb client verify the server (PyMySQL,
+    which fails first in the module, is not involved here)."""
+    sys.path.insert(0, COLLECTIONS_PATH)
+    from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_client as mc
+    server = tls_server
+    endpoint = {'host': server.host, 'port': server.port}
+    outcomes = {}
+    for name, conn in (('verify-good-ca', {'ssl_mode': 'verify-full', 'ssl_ca': server.files['ca']}),
+                       ('verify-other-ca', {'ssl_mode': 'verify-full', 'ssl_ca': server.files['other-ca']}),
+                       ('disable', {'ssl_mode': 'disable'})):
+        cnf = tmp_path / (name + '.cnf')
+        cnf.write_text(mc.option_file('mariadb', endpoint, server.user, server.password, conn), encoding='utf-8')
+        os.chmod(str(cnf), 0o600)
+        p = subprocess.run(['mariadb', '--defaults-extra-file=%s' % cnf, '--batch', '--skip-column-names', '-e',
+                            "SHOW SESSION STATUS LIKE 'Ssl_version'"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           check=False)
+        outcomes[name] = (p.returncode, (p.stdout + p.stderr).decode('utf-8', 'replace'))
+    assert outcomes['verify-good-ca'][0] == 0 and 'TLS' in outcomes['verify-good-ca'][1], outcomes
+    assert outcomes['verify-other-ca'][0] != 0, outcomes
+    assert outcomes['disable'][0] != 0, outcomes

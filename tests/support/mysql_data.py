@@ -10,6 +10,7 @@ import hashlib
 import os
 import random
 import stat
+import subprocess
 import sys
 
 # Every kind of object a Django deploy (and its DBA) leaves in a database. `order` is a reserved
@@ -248,3 +249,25 @@ def make_wrapper(bindir, tool, mode, log=''):
         f.write(_WRAPPER.format(python=sys.executable, tool=tool, real=real, mode=mode, log=log))
     os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
+
+
+def make_tls_files(dirpath, host='127.0.0.1'):
+    """A CA, a server certificate for ``host`` signed by it, and an unrelated CA; readable by the
+    server's ``mysql`` user (throwaway test keys)."""
+    def openssl(*args):
+        subprocess.run(['openssl'] + list(args), cwd=dirpath, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    for ca in ('ca', 'other-ca'):
+        openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', ca + '.key', '-out', ca + '.pem',
+                '-days', '2', '-subj', '/CN=djangoops test %s' % ca)
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj',
+            '/CN=%s' % host)
+    with open(os.path.join(dirpath, 'san.cnf'), 'w', encoding='ascii') as f:
+        f.write('subjectAltName=IP:%s\n' % host)
+    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
+            '-out', 'server.pem', '-days', '2', '-extfile', 'san.cnf')
+    os.chmod(dirpath, 0o755)
+    for name in os.listdir(dirpath):
+        os.chmod(os.path.join(dirpath, name), 0o644)
+    return dict((n, os.path.join(dirpath, n + '.pem')) for n in ('ca', 'other-ca', 'server')) | {
+        'server-key': os.path.join(dirpath, 'server.key')}
