@@ -418,3 +418,13 @@ def test_tls_option_lines_drive_the_real_client(tls_server, tmp_path):
     assert outcomes['verify-good-ca'][0] == 0 and 'TLS' in outcomes['verify-good-ca'][1], outcomes
     assert outcomes['verify-other-ca'][0] != 0, outcomes
     assert outcomes['disable'][0] != 0, outcomes
+
+
+def test_missing_pymysql_is_named(mariadb_server, mysql_db, snapshot_root, tmp_path):
+    shadow = tmp_path / 'shadow' / 'pymysql'
+    shadow.mkdir(parents=True)
+    (shadow / '__init__.py').write_text('raise ImportError("No module named \'pymysql\'")\n')
+    args = dict(mariadb_server.conn_args(mysql_db), snapshot_root=snapshot_root)
+    r = run_module('db_snapshot', args, env={'PYTHONPATH': os.pathsep.join([COLLECTIONS_PATH, str(shadow.parent)])})
+    assert r.failed and 'PyMySQL' in r['msg'] and 'python3-pymysql' in r['msg'], r['msg']
+    assert root_entries(snapshot_root) == []
