@@ -90,6 +90,16 @@ class Tap(object):
     def finish(self):
         """Called once the stream ended; raise ToolError to fail the pipeline."""
 
+    def pass_on(self, chunk):
+        """The bytes to hand downstream for ``chunk``. A Tap only watches; a filter (a Tap that
+        rewrites the stream, such as the MySQL definer rewriter) overrides this and ``flush``."""
+        self.observe(chunk)
+        return chunk
+
+    def flush(self):
+        """Bytes a filter still holds back when the stream ends."""
+        return b''
+
 
 class TailTap(Tap):
     """Keeps the last ``size`` bytes of a stream (to check a dump's completion footer)."""
@@ -141,8 +151,12 @@ class _Pump(threading.Thread):
                 n = self.src.readinto(buf)
                 if not n:
                     break
-                self.tap.observe(view[:n])
-                self.dst.write(view[:n])
+                out = self.tap.pass_on(view[:n])
+                if out:
+                    self.dst.write(out)
+            rest = self.tap.flush()
+            if rest:
+                self.dst.write(rest)
         except BrokenPipeError:
             pass  # the next process died; its exit status tells why
         except Exception as e:  # pylint: disable=broad-except
@@ -237,13 +251,17 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
                 n = src.readinto(buf)
                 if not n:
                     break
-                if pending_tap is not None:
-                    pending_tap.observe(view[:n])
-                sink.write(view[:n])
-                bytes_out += n
+                out = pending_tap.pass_on(view[:n]) if pending_tap is not None else view[:n]
+                if out:
+                    sink.write(out)
+                    bytes_out += len(out)
                 if timeout is not None and time.monotonic() - started > timeout:
                     raise ToolError('pipeline timed out after %ss' % timeout,
                                     command=' | '.join(s.display() for s in steps))
+            rest = pending_tap.flush() if pending_tap is not None else b''
+            if rest:
+                sink.write(rest)
+                bytes_out += len(rest)
             src.close()
         returncodes = []
         for p in procs:

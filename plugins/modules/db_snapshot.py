@@ -84,7 +84,8 @@ options:
   table_stats:
     description:
       - What to record per table in the manifest, taken in the same snapshot as the dump where the engine
-        allows it (PostgreSQL exports its snapshot to C(pg_dump); SQLite reads the copy).
+        allows it (PostgreSQL exports its snapshot to C(pg_dump); SQLite reads the copy). MySQL/MariaDB take them
+        in a consistent snapshot of their own just before the dump (see the notes).
       - V(counts) records row counts. V(checksums) also records an order-independent content checksum
         per table, which lets M(djangoops.maintenance.db_restore) prove a restore exact; it reads every row.
     type: str
