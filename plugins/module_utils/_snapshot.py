@@ -12,6 +12,9 @@ A snapshot root holds one directory per snapshot::
         manifest.json             written last, atomically; lists every part and file with
                                   size and sha256
 
+A part may also hold directory trees copied verbatim (media); they are recorded by a census and an
+optional SHA256SUMS file rather than file by file (see ``_snapshot_tree``), and ``verify`` checks them.
+
 A snapshot may hold several parts written by different modules (database, media, Django
 migration state, code release) under one id; ``finalize`` folds the part files into the manifest,
 fsyncs, and renames ``<id>.partial`` to ``<id>``. A directory without manifest.json, or named
@@ -29,6 +32,8 @@ import secrets
 import shutil
 import socket
 import time
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tree import verify_trees
 
 FORMAT = 'djangoops.maintenance.snapshot'
 FORMAT_VERSION = 1
@@ -364,6 +369,13 @@ class Snapshot(object):
                 _size, digest = hash_file(path)
                 if digest != entry['sha256']:
                     problems.append('%s: sha256 %s, manifest says %s' % (entry['path'], digest, entry['sha256']))
+            if part.get('trees'):
+                try:
+                    part_dir = self.file_path({'path': name})
+                except SnapshotError as e:
+                    problems.append(str(e))
+                    continue
+                problems.extend(verify_trees(part_dir, part, label=name + '/'))
         return problems
 
     def require_sound(self, parts=None):
