@@ -213,7 +213,7 @@ def record_tree(tree_dir, sums_out=None, sums_prefix=b'', previous=None):
     """
     c = Census()
     hashed = reused = 0
-    prev = None
+    prev = prev_dir_b = None
     if sums_out is not None and previous is not None:
         prev_dir, prev_sums, prev_prefix = previous
         if os.path.isfile(prev_sums):

@@ -55,10 +55,10 @@ options:
     description:
       - Pins - snapshots whose labels match are always kept.
       - A list of label names keeps snapshots that have any of those labels, whatever the value (V([pinned])).
-      - A dict keeps snapshots whose label has the given value, or one of a list of values; V(null) or V(*) means
-        any value (V({pinned: "true", release: [v1.0, v2.0]})).
-      - Values compare case-insensitively, so a label set with YAML C(pinned: true) (stored as V(True)) matches
-        V("true").
+      - 'A dict keeps snapshots whose label has the given value, or one of a list of values; V(null) or V(*) means
+        any value (V({pinned: "true", release: [v1.0, v2.0]})).'
+      - "Values compare case-insensitively, so a label set with YAML C(pinned: true) (stored as V(True)) matches
+        V(true)."
     type: raw
     default: {pinned: 'true'}
   keep_ids:
