@@ -23,6 +23,7 @@ fsyncs, and renames ``<id>.partial`` to ``<id>``. A directory without manifest.j
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import hashlib
 import json
@@ -110,8 +111,30 @@ def fsync_dir(path):
         os.close(fd)
 
 
+def _syncfs(path):
+    """syncfs(2) the file system holding ``path``; False where the call does not exist (not Linux)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if fn(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, 'syncfs of %s failed: %s' % (path, os.strerror(err)))
+    finally:
+        os.close(fd)
+    return True
+
+
 def fsync_tree(path):
-    """fsync every regular file and directory below ``path`` (files written by other tools)."""
+    """Make every regular file and directory below ``path`` durable (files written by other tools).
+
+    On Linux one syncfs(2): each fsync(2) costs a disk cache flush even for a file that is already
+    clean, and a media tree has thousands of files (hard-linked ones among them), so fsyncing them
+    one by one took longer than copying them. Elsewhere, every file and directory is fsynced."""
+    if _syncfs(path):
+        return
     for dirpath, _dirs, files in os.walk(path):
         for name in files:
             p = os.path.join(dirpath, name)
