@@ -22,8 +22,58 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tr
 
 KIND = 'media'
 _NAME_UNSAFE = re.compile(r'[^A-Za-z0-9._-]+')
-# Estimated filesystem overhead of one directory or new file (a block), for the free-space check.
+# Estimated filesystem overhead of one directory or new file (a block), for the check-mode estimate.
 BLOCK = 4096
+_SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*(%|[kmgt]?)(?:i?b)?\s*$', re.IGNORECASE)
+_UNITS = {'': 1, 'k': 2 ** 10, 'm': 2 ** 20, 'g': 2 ** 30, 't': 2 ** 40}
+
+
+class OutOfSpace(SnapshotError):
+    """Free space fell below the reserve."""
+
+
+def parse_reserve(text, fs_bytes):
+    """``space_reserve`` in bytes: a percentage of the file system (``5%``) or a size (``500M``, ``2G``,
+    ``1048576``)."""
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise SnapshotError('invalid space_reserve %r: use a percentage of the file system (5%%) or a size '
+                            '(500M, 2G, bytes)' % (text,))
+    number, unit = float(m.group(1)), m.group(2).lower()
+    if unit == '%':
+        if number > 100:
+            raise SnapshotError('invalid space_reserve %r: more than 100%%' % (text,))
+        return int(fs_bytes * number / 100)
+    return int(number * _UNITS[unit])
+
+
+def fs_figures(path):
+    """(free bytes for an unprivileged writer, size) of the file system holding ``path`` or its nearest parent."""
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+class SpaceGuard(object):
+    """Stops a copy when free space under the snapshot root falls below the reserve: the media often
+    shares its file system with the snapshots, and a full disk would break the application's uploads.
+    Checked each time rsync reports a file (a statvfs costs microseconds)."""
+
+    def __init__(self, root, reserve):
+        self.root = root
+        self.reserve = reserve
+        self.lowest = None
+
+    def check(self):
+        if not self.reserve:
+            return
+        free = fs_figures(self.root)[0]
+        self.lowest = free if self.lowest is None else min(self.lowest, free)
+        if free < self.reserve:
+            raise OutOfSpace('free space under %s fell to %d bytes, below space_reserve (%d bytes); the media '
+                             'snapshot was stopped and its incomplete copy removed. Free space, prune old '
+                             'snapshots, or lower space_reserve' % (self.root, free, self.reserve))
 
 
 def _inside(path, parent):
@@ -111,19 +161,13 @@ def dry_run(rsync, plans, previous, scratch, keep_paths=0):
 
 def estimate_bytes(runs):
     """Disk a snapshot would add: the bytes copied plus a block per directory and per new entry."""
-    total = 0
-    for r in runs.values():
-        dirs = _stat_count(r.output.stats, 'dir')
-        total += r.transferred_bytes + BLOCK * (dirs + r.output.counts['created'])
-    return total
+    return sum(r.transferred_bytes + BLOCK * (r.output.stats.get('number_of_dirs', 0) + r.output.counts['created'])
+               for r in runs.values())
 
 
-def _stat_count(stats, key):
-    return stats.get('number_of_files_' + key, 0)
-
-
-def take(part, plans, previous, rsync, checksums, keep_paths=0):
+def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     """Copy every present source into ``part`` and record it. Returns (tree records, rsync runs)."""
+    watch = guard.check if guard is not None else None
     part.mkdir(TREES_DIR)
     runs = {}
     ordered = sorted(plans, key=lambda p: os.fsencode(p['name']))  # SHA256SUMS lines in walk order
@@ -133,7 +177,9 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0):
         prev = previous.get(plan['name'])
         argv = snapshot_argv(rsync, plan['resolved'], part.path_of(os.path.join(TREES_DIR, plan['name'])),
                              link_dest=prev['dir'] if prev else None)
-        runs[plan['name']] = run_rsync(argv, keep_paths=keep_paths, allow_vanished=True)
+        runs[plan['name']] = run_rsync(argv, keep_paths=keep_paths, allow_vanished=True, watch=watch)
+        if guard is not None:
+            guard.check()  # the last file may have been copied after the last report
     sums = part.create(SUMS_NAME) if checksums else None
     records = []
     try:

@@ -33,6 +33,7 @@ VANISHED = 24
 # %i is 11 characters (``*deleting`` padded with two spaces), then a space, then the name.
 _ITEM_RE = re.compile(rb'^(\*deleting  |[<>ch.*][fdLDSU].{9}) (.*)$', re.DOTALL)
 _STAT_RE = re.compile(rb'^([A-Z][A-Za-z ]+): ([0-9][0-9,]*)(?: bytes)?\b')
+_DIRS_RE = re.compile(rb'\bdir: ([0-9][0-9,]*)')
 _ESCAPE_RE = re.compile(rb'\\#([0-7]{3})')
 _ATTR_NAMES = {'c': 'checksum', 's': 'size', 't': 'mtime', 'p': 'mode', 'o': 'owner', 'g': 'group',
                'u': 'atime', 'a': 'acl', 'x': 'xattr'}
@@ -84,14 +85,17 @@ def classify(item):
 class ItemizedOutput(object):
     """A sink for rsync's stdout: counts itemized changes and parses ``--stats``."""
 
-    def __init__(self, keep_paths=0):
+    def __init__(self, keep_paths=0, watch=None):
         self.keep_paths = keep_paths
+        self.watch = watch
         self.counts = {'created': 0, 'deleted': 0, 'updated': 0}
         self.paths = []
         self.stats = {}
         self._rest = b''
 
     def write(self, chunk):
+        if self.watch is not None:
+            self.watch()  # may raise: the pipeline then kills rsync
         data = self._rest + bytes(chunk)
         lines = data.split(b'\n')
         self._rest = lines.pop()
@@ -121,6 +125,9 @@ class ItemizedOutput(object):
         if m:
             key = m.group(1).decode('ascii').lower().replace(' ', '_')
             self.stats[key] = int(m.group(2).replace(b',', b''))
+            if key == 'number_of_files':
+                dirs = _DIRS_RE.search(line)
+                self.stats['number_of_dirs'] = int(dirs.group(1).replace(b',', b'')) if dirs else 0
 
     @property
     def total(self):
@@ -157,9 +164,10 @@ def version(rsync):
     return m.group(1) if m else out.splitlines()[0] if out else 'unknown'
 
 
-def run_rsync(argv, keep_paths=0, allow_vanished=False):
-    """Run one rsync; raise ToolError (with rsync's own message) unless it succeeded."""
-    output = ItemizedOutput(keep_paths)
+def run_rsync(argv, keep_paths=0, allow_vanished=False, watch=None):
+    """Run one rsync; raise ToolError (with rsync's own message) unless it succeeded. ``watch`` is
+    called as rsync reports each file; an exception from it stops rsync."""
+    output = ItemizedOutput(keep_paths, watch)
     ok = (0, VANISHED) if allow_vanished else (0,)
     res = run_pipeline([Step(argv, ok_returncodes=ok)], sink=output)
     output.close()

@@ -23,8 +23,9 @@ description:
     symlink targets) that M(djangoops.maintenance.media_restore) and
     M(djangoops.maintenance.snapshot_info) with C(verify=true) check. With O(checksums=true), also a
     C(SHA256SUMS) file of every file's sha256.
-  - Before copying, a C(rsync --dry-run) measures what would be copied; the task refuses to start when the free
-    space under O(snapshot_root) is below that plus O(space_margin). Check mode stops after it.
+  - Keeps the disk from filling - the task refuses to start when the free space under O(snapshot_root) is below
+    O(space_reserve), and stops the copy (removing it) as soon as free space falls below it. In check mode, a
+    C(rsync --dry-run) reports what would be copied and whether it fits.
   - The snapshot is written as C(<id>.partial) and renamed after C(manifest.json) is written last, like
     database snapshots; a failed copy is removed and never looks complete.
   - The snapshot directory is 0700, so nothing inside it is reachable by other users; the files of the copy
@@ -93,22 +94,20 @@ options:
         C(pinned) for M(djangoops.maintenance.snapshot_prune)).
     type: dict
     default: {}
-  space_check:
+  space_reserve:
     description:
-      - Refuse to start when the free space under O(snapshot_root) is below the bytes rsync would copy times
-        1 + O(space_margin).
-    type: bool
-    default: true
-  space_margin:
-    description:
-      - Safety margin of the free-space pre-flight, as a fraction of the estimated size.
-    type: float
-    default: 0.2
+      - Free space to leave on the file system of O(snapshot_root) - a percentage of its size (V(5%)) or a size
+        (V(500M), V(2G), a number of bytes). V(0) turns the guard off.
+      - The media often shares its file system with the snapshots; the reserve keeps the application's uploads
+        working while a snapshot is written. Free space is checked before the copy and as rsync reports each
+        file; a copy that crosses the reserve is stopped and removed.
+    type: str
+    default: 5%
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
     support: full
-    details: Runs the rsync dry run and the free-space pre-flight and reports what would be copied.
+    details: Runs C(rsync --dry-run) and reports what would be copied and whether it fits above O(space_reserve).
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
@@ -242,14 +241,17 @@ preflight:
   returned: always
   type: dict
   contains:
-    estimated_bytes:
-      description: Disk the snapshot would add.
-      type: int
-    required_bytes:
-      description: Free bytes required (estimate plus margin).
-      type: int
     free_bytes:
-      description: Free bytes under the snapshot root.
+      description: Free bytes under the snapshot root before the copy.
+      type: int
+    reserve_bytes:
+      description: O(space_reserve) in bytes.
+      type: int
+    estimated_bytes:
+      description: Disk the snapshot would add (check mode only, from the dry run).
+      type: int
+    lowest_free_bytes:
+      description: The least free space seen during the copy (not in check mode).
       type: int
 rsync_version:
   description: Version of rsync used.
@@ -278,7 +280,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._module_supp
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import display
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import find_rsync, version
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    SnapshotStore, free_bytes, validate_id, validate_labels, validate_part)
+    SnapshotStore, validate_id, validate_labels, validate_part)
 
 DIFF_PATHS = 1000
 
@@ -303,33 +305,38 @@ class MediaSnapshotManager(object):
                 if not plan['missing']:
                     previous[plan['name']] = _media.find_previous(store, plan)
         keep = DIFF_PATHS if self.module._diff else 0
+        free, size = _media.fs_figures(store.root)
+        reserve = _media.parse_reserve(p['space_reserve'], size)
+        preflight = dict(free_bytes=free, reserve_bytes=reserve)
+        result = dict(changed=True, part=part_name, finalized=False, preflight=preflight, rsync_version=version(rsync),
+                      commands=[], transferred_bytes=0, changed_paths=0)
+        self.partial_result = result
+        if reserve and free < reserve:
+            raise ModuleFailure('free space under %s is %d bytes, below space_reserve (%d bytes); free space, prune '
+                                'old snapshots, or lower space_reserve' % (store.root, free, reserve))
+        if self.module.check_mode:
+            return self.check(store, plans, previous, rsync, snapshot_id, keep, result)
+        return self.write(store, plans, previous, rsync, snapshot_id, part_name, labels, result, reserve)
+
+    def check(self, store, plans, previous, rsync, snapshot_id, keep, result):
         # A directory that never exists: the dry run compares against nothing but the link-dest tree.
         scratch = os.path.join(store.root, '.dry-run-%s' % secrets.token_hex(8))
         planned = _media.dry_run(rsync, plans, previous, scratch, keep_paths=keep)
-        preflight = self.preflight(store, _media.estimate_bytes(planned))
-        result = dict(changed=True, part=part_name, finalized=False, preflight=preflight,
-                      rsync_version=version(rsync), commands=[display(r.argv) for r in planned.values()],
+        estimate = _media.estimate_bytes(planned)
+        pre = result['preflight']
+        pre['estimated_bytes'] = estimate
+        result.update(snapshot_id=snapshot_id or '(generated)',
+                      path=store.path_of(snapshot_id) if snapshot_id else store.root,
+                      commands=[display(r.argv) for r in planned.values()],
                       transferred_bytes=sum(r.transferred_bytes for r in planned.values()),
                       changed_paths=sum(r.changes for r in planned.values()),
                       trees=self.tree_results(plans, previous, planned))
-        self.partial_result = result
-        if self.module.check_mode:
-            result.update(snapshot_id=snapshot_id or '(generated)',
-                          path=store.path_of(snapshot_id) if snapshot_id else store.root)
-            self.add_diff(result, plans, planned)
-            return result
-        return self.write(store, plans, previous, rsync, snapshot_id, part_name, labels, result)
-
-    def preflight(self, store, estimate):
-        required = int(estimate * (1 + self.p['space_margin']))
-        free = free_bytes(store.root)
-        figures = dict(estimated_bytes=estimate, required_bytes=required, free_bytes=free)
-        if self.p['space_check'] and free < required:
-            raise ModuleFailure('not enough free space under %s for the media snapshot: %d bytes free, %d needed '
-                                '(%d bytes to copy plus a %d%% margin); free space, prune old snapshots, or set '
-                                'space_check: false' % (store.root, free, required, estimate,
-                                                        round(self.p['space_margin'] * 100)), preflight=figures)
-        return figures
+        if pre['reserve_bytes'] and pre['free_bytes'] - estimate < pre['reserve_bytes']:
+            raise ModuleFailure('the snapshot would not fit: about %d bytes to copy, %d bytes free under %s, and '
+                                'space_reserve keeps %d bytes free' % (estimate, pre['free_bytes'], store.root,
+                                                                      pre['reserve_bytes']), **result)
+        self.add_diff(result, plans, planned)
+        return result
 
     @staticmethod
     def tree_results(plans, previous, runs):
@@ -357,7 +364,7 @@ class MediaSnapshotManager(object):
         result['diff'] = dict(before_header='previous snapshot', after_header='this snapshot',
                               prepared='\n'.join(lines) + ('\n' if lines else ''))
 
-    def write(self, store, plans, previous, rsync, snapshot_id, part_name, labels, result):
+    def write(self, store, plans, previous, rsync, snapshot_id, part_name, labels, result, reserve):
         created_here = not (snapshot_id and os.path.isdir(store.partial_path(snapshot_id)))
         builder = store.open_partial(snapshot_id, create=True) if snapshot_id else store.begin()
         result.update(snapshot_id=builder.id, path=builder.path)
@@ -365,8 +372,9 @@ class MediaSnapshotManager(object):
         try:
             part = builder.part(part_name)
             try:
+                guard = _media.SpaceGuard(store.root, reserve)
                 records, runs = _media.take(part, plans, previous, rsync, self.p['checksums'],
-                                            keep_paths=DIFF_PATHS if self.module._diff else 0)
+                                            keep_paths=DIFF_PATHS if self.module._diff else 0, guard=guard)
                 sums_bytes = sum(f['size'] for f in part.files)
                 meta = dict(kind=_media.KIND, source=[pl['source'] for pl in plans], trees=records,
                             checksums=self.p['checksums'], rsync_version=result['rsync_version'],
@@ -388,8 +396,8 @@ class MediaSnapshotManager(object):
         result.update(path=builder.path, finalized=manifest is not None, files=record['files'],
                       bytes=summary['apparent_bytes'], transferred_bytes=summary['transferred_bytes'],
                       changed_paths=summary['changed_paths'], trees=records,
-                      seconds=round(time.monotonic() - started, 3),
-                      commands=result['commands'] + record['commands'])
+                      seconds=round(time.monotonic() - started, 3), commands=record['commands'])
+        result['preflight']['lowest_free_bytes'] = guard.lowest
         self.add_diff(result, plans, runs)
         if manifest is not None:
             result['manifest'] = manifest
@@ -404,8 +412,7 @@ def main():
         allow_missing=dict(type='bool', default=False),
         checksums=dict(type='bool', default=False),
         incremental=dict(type='bool', default=True),
-        space_check=dict(type='bool', default=True),
-        space_margin=dict(type='float', default=0.2),
+        space_reserve=dict(type='str', default='5%'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_manager(module, MediaSnapshotManager)

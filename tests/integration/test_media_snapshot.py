@@ -235,25 +235,41 @@ def test_bad_sources_are_refused_and_leave_nothing(tmp_path, snapshot_root, case
     assert leftovers == []
 
 
-def test_full_disk_leaves_nothing_that_looks_complete(tmp_path):
+def test_space_reserve_and_full_disk_leave_nothing_that_looks_complete(tmp_path):
     src = str(tmp_path / 'media')
     make_flat_tree(src, 40, 256 * 1024)  # 10 MiB
     small = tmp_path / 'small'
     small.mkdir()
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', str(small)], check=True)
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', str(small)], check=True)
     try:
         root = str(small / 'snaps')
-        r = snap(src, root)
-        assert r.failed and 'not enough free space' in r['msg'], r['msg']
+        r = snap(src, root, _check=True)
+        assert r.failed and 'would not fit' in r['msg'], r['msg']
         assert r['preflight']['estimated_bytes'] >= 10 * 2 ** 20
+        assert not os.path.exists(root)
+        r = snap(src, root, space_reserve='99%')
+        assert r.failed and 'below space_reserve' in r['msg'] and r['preflight']['reserve_bytes'] > 7 * 2 ** 20
         assert not os.path.exists(root) or os.listdir(root) == []
-        r = snap(src, root, space_check=False)
+        # the guard stops the copy while 3 MiB are still free
+        r = snap(src, root, space_reserve='3M')
+        assert r.failed and 'fell to' in r['msg'] and 'below space_reserve (3145728 bytes)' in r['msg'], r['msg']
+        assert os.listdir(root) == [], 'the stopped snapshot must be removed'
+        # without a reserve, rsync runs into the full disk: the same clean failure
+        r = snap(src, root, space_reserve='0')
         assert r.failed and 'No space left on device' in r['msg'], r['msg']
-        assert os.listdir(root) == [], 'the failed snapshot must be removed'
+        assert os.listdir(root) == []
         info = run_module('snapshot_info', dict(snapshot_root=root))
         assert info['snapshots'] == [] and info['incomplete'] == []
     finally:
         subprocess.run(['umount', str(small)], check=True)
+    r = snap(src, str(tmp_path / 'roomy'), space_reserve='1G')
+    assert not r.failed and r['preflight']['lowest_free_bytes'] <= r['preflight']['free_bytes']
+
+
+@pytest.mark.parametrize('bad', ['lots', '5 percent', '101%', '-1G', '1.5.5M'])
+def test_bad_space_reserve_names_the_value(tree, snapshot_root, bad):
+    r = snap(tree, snapshot_root, space_reserve=bad)
+    assert r.failed and 'invalid space_reserve %r' % bad in r['msg']
 
 
 def test_failed_part_of_a_shared_snapshot_removes_only_itself(tmp_path):
@@ -269,8 +285,8 @@ def test_failed_part_of_a_shared_snapshot_removes_only_itself(tmp_path):
         d = run_module('db_snapshot', dict(engine='sqlite', database=db, snapshot_root=root, snapshot_id='w',
                                            finalize=False))
         assert not d.failed
-        r = snap(src, root, snapshot_id='w', space_check=False)
-        assert r.failed
+        r = snap(src, root, snapshot_id='w', space_reserve='0')
+        assert r.failed and 'No space left' in r['msg']
         assert sorted(os.listdir(os.path.join(root, 'w.partial'))) == ['.parts', 'database']
         f = run_module('snapshot_finalize', dict(snapshot_root=root, snapshot_id='w', require_parts=['database']))
         assert not f.failed and f['parts'] == ['database']
