@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: djangoops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -108,7 +107,7 @@ def run_module(args, workdir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     ap.add_argument('--files', type=int, default=10000)
     ap.add_argument('--mib', type=int, default=1024, help='total size of the tree in MiB')
     ap.add_argument('--change-pct', type=float, default=1.0)
@@ -121,7 +120,9 @@ def main():
     if not os.path.isdir(os.path.join(COLLECTIONS, 'ansible_collections')):
         sys.exit('no collection link under %s: run `make unit` (or scripts/bootstrap.sh link_collection) first'
                  % COLLECTIONS)
-    rsync = shutil.which('rsync') or sys.exit('rsync is not installed')
+    rsync = shutil.which('rsync')
+    if not rsync:
+        sys.exit('rsync is not installed')
     work = a.workdir or tempfile.mkdtemp(prefix='bench-media-', dir='/var/tmp')
     os.makedirs(work, exist_ok=True)
     src, base, root = (os.path.join(work, n) for n in ('media', 'rsync', 'snapshots'))
@@ -130,8 +131,8 @@ def main():
         t0 = time.monotonic()
         paths = make_tree(src, a.files, a.mib * 2 ** 20, a.seed)
         tree_bytes = sum(os.path.getsize(p) for p in paths)
-        print('tree: %d files, %.1f MiB in %s (made in %.1f s)' % (len(paths), tree_bytes / 2 ** 20, src,
-                                                                  time.monotonic() - t0))
+        made = time.monotonic() - t0
+        print('tree: %d files, %.1f MiB in %s (made in %.1f s)' % (len(paths), tree_bytes / 2 ** 20, src, made))
         subprocess.run(['sync', '-f', work], check=True)
         args = dict(src=[src], snapshot_root=root, checksums=a.checksums)
         fig = dict(files=len(paths), tree_bytes=tree_bytes, checksums=a.checksums)

@@ -332,9 +332,9 @@ class MediaSnapshotManager(object):
                       changed_paths=sum(r.changes for r in planned.values()),
                       trees=self.tree_results(plans, previous, planned))
         if pre['reserve_bytes'] and pre['free_bytes'] - estimate < pre['reserve_bytes']:
-            raise ModuleFailure('the snapshot would not fit: about %d bytes to copy, %d bytes free under %s, and '
-                                'space_reserve keeps %d bytes free' % (estimate, pre['free_bytes'], store.root,
-                                                                      pre['reserve_bytes']), **result)
+            msg = ('the snapshot would not fit: about %d bytes to copy, %d bytes free under %s, and space_reserve '
+                   'keeps %d bytes free' % (estimate, pre['free_bytes'], store.root, pre['reserve_bytes']))
+            raise ModuleFailure(msg, **result)
         self.add_diff(result, plans, planned)
         return result
 
