@@ -125,10 +125,10 @@ def plan_sources(sources, allow_missing, snapshot_root):
     return plans
 
 
-def find_previous(store, plan):
-    """The same tree in the newest complete snapshot that has it (same source path, or same resolved
-    directory): the --link-dest candidate. None when there is none."""
-    for snap in reversed(store.list()):
+def find_previous(snapshots, plan):
+    """The same tree in the newest of ``snapshots`` (complete ones, oldest first) that has it (same source
+    path, or same resolved directory): the --link-dest candidate. None when there is none."""
+    for snap in reversed(snapshots):
         for part_name, part in sorted(snap.parts_of_kind(KIND).items()):
             for tree in part.get('trees') or []:
                 if tree.get('missing'):

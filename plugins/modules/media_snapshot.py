@@ -301,9 +301,10 @@ class MediaSnapshotManager(object):
         rsync = find_rsync()
         previous = {}
         if p['incremental']:
+            complete = store.list()
             for plan in plans:
                 if not plan['missing']:
-                    previous[plan['name']] = _media.find_previous(store, plan)
+                    previous[plan['name']] = _media.find_previous(complete, plan)
         keep = DIFF_PATHS if self.module._diff else 0
         free, size = _media.fs_figures(store.root)
         reserve = _media.parse_reserve(p['space_reserve'], size)
