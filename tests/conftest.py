@@ -18,8 +18,9 @@ from support.modules import COLLECTIONS_PATH, ensure_collection_link  # noqa: E4
 from support.servers import MariaDBServer, PostgresServer  # noqa: E402  pylint: disable=wrong-import-position
 
 ensure_collection_link()
-# Unit tests import module_utils the way modules do: as ansible_collections.djangoops.maintenance.
-sys.path.insert(0, COLLECTIONS_PATH)
+# Unit tests import the collection's module_utils directly.
+if COLLECTIONS_PATH not in sys.path:
+    sys.path.insert(0, COLLECTIONS_PATH)
 
 
 @pytest.fixture(scope='session')
