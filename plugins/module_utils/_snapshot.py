@@ -262,7 +262,8 @@ class PartWriter(object):
         fsync_tree(self.dir)
         record = dict(meta)
         record['files'] = sorted(self.files, key=lambda f: f['path'])
-        record['bytes'] = sum(f['size'] for f in self.files)
+        # A part may state its own size (a media tree is not listed file by file in the manifest).
+        record.setdefault('bytes', sum(f['size'] for f in self.files))
         record['started_at'] = isoformat(self.started_at)
         record['seconds'] = round(time.monotonic() - self.started, 3)
         write_json_atomic(self.builder.part_meta_path(self.name), record)

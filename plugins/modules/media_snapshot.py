@@ -170,7 +170,7 @@ snapshot_id:
   returned: always
   type: str
   sample: 20261124T040512Z-k3j9q2
-path:
+snapshot_path:
   description: Directory of the snapshot (C(<id>.partial) while not finalized).
   returned: always
   type: str
@@ -327,7 +327,7 @@ class MediaSnapshotManager(object):
         pre = result['preflight']
         pre['estimated_bytes'] = estimate
         result.update(snapshot_id=snapshot_id or '(generated)',
-                      path=store.path_of(snapshot_id) if snapshot_id else store.root,
+                      snapshot_path=store.path_of(snapshot_id) if snapshot_id else store.root,
                       commands=[display(r.argv) for r in planned.values()],
                       transferred_bytes=sum(r.transferred_bytes for r in planned.values()),
                       changed_paths=sum(r.changes for r in planned.values()),
@@ -368,7 +368,7 @@ class MediaSnapshotManager(object):
     def write(self, store, plans, previous, rsync, snapshot_id, part_name, labels, result, reserve):
         created_here = not (snapshot_id and os.path.isdir(store.partial_path(snapshot_id)))
         builder = store.open_partial(snapshot_id, create=True) if snapshot_id else store.begin()
-        result.update(snapshot_id=builder.id, path=builder.path)
+        result.update(snapshot_id=builder.id, snapshot_path=builder.path)
         started = time.monotonic()
         try:
             part = builder.part(part_name)
@@ -381,6 +381,7 @@ class MediaSnapshotManager(object):
                             checksums=self.p['checksums'], rsync_version=result['rsync_version'],
                             commands=[display(r.argv) for r in runs.values()],
                             summary=_media.summary(records, sums_bytes, self.p['checksums']))
+                meta['bytes'] = meta['summary']['bytes']  # the trees, not only the files listed in the manifest
                 record = part.commit(meta)
             except BaseException:
                 builder.discard_part(part_name)
@@ -394,7 +395,7 @@ class MediaSnapshotManager(object):
             for line in run.vanished[:20]:
                 self.module.warn('file vanished during the media snapshot: %s' % line)
         summary = record['summary']
-        result.update(path=builder.path, finalized=manifest is not None, files=record['files'],
+        result.update(snapshot_path=builder.path, finalized=manifest is not None, files=record['files'],
                       bytes=summary['apparent_bytes'], transferred_bytes=summary['transferred_bytes'],
                       changed_paths=summary['changed_paths'], trees=records,
                       seconds=round(time.monotonic() - started, 3), commands=record['commands'])

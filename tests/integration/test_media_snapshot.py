@@ -49,7 +49,11 @@ def test_snapshot_is_an_exact_copy_in_a_private_directory(tree, snapshot_root):
     assert t['census']['bytes'] == sum(v[4] for v in describe(tree)[0].values() if v[0] == 'f')
     assert t['link_dest'] is None and t['changed_paths'] > files_in_tree
     with open(os.path.join(snapdir, 'manifest.json'), encoding='utf-8') as f:
-        part = json.load(f)['parts']['media']
+        manifest = json.load(f)
+    part = manifest['parts']['media']
+    # The snapshot's size counts the trees, not only the files the manifest lists one by one.
+    assert part['bytes'] == manifest['bytes'] == t['census']['bytes'] + os.path.getsize(
+        os.path.join(snapdir, 'media', 'SHA256SUMS'))
     assert part['kind'] == 'media' and part['source'] == [tree] and part['checksums'] is True
     assert [f['path'] for f in part['files']] == ['media/SHA256SUMS']
     assert part['summary']['files'] == files_in_tree
