@@ -54,21 +54,40 @@ def test_each_host_has_its_own_hostname_and_srv(rig):
         assert other.run(['test', '-e', '/srv/only-on-h1'], check=False).returncode == 1
     assert not os.path.exists('/srv/only-on-h1'), "the controller's own /srv is untouched"
 
-    # The same over SSH, as every later fleet test sees it; and a task's write lands in that host's srv.
-    r = rig.ansible('all', 'ansible.builtin.shell',
-                    'hostname; test -e /srv/only-on-h1 && echo present || echo absent; hostname > /srv/by-task')
+    # The same over SSH as a playbook sees it, on an inventory with a group and host variables of the
+    # test's own; and a task's write lands in that host's srv.
+    inventory = rig.write_inventory(os.path.join(rig.dir, 'groups.ini'), groups={'db': ['h1']},
+                                    hostvars={h.name: {'marker': 'by-task-%s' % h.name} for h in rig.hosts})
+    playbook = os.path.join(rig.dir, 'srv.yml')
+    with open(playbook, 'w', encoding='utf-8') as f:
+        f.write(PLAYBOOK)
+    r = rig.playbook(playbook, inventory=inventory)
     assert r.rc == 0 and r.ok == ALL, r
     assert {h: r.last(h)['stdout'].split() for h in ALL} == {
-        'h1': ['h1', 'present'], 'h2': ['h2', 'absent'], 'h3': ['h3', 'absent']}
+        'h1': ['h1', 'present', 'db'], 'h2': ['h2', 'absent', 'fleet'], 'h3': ['h3', 'absent', 'fleet']}
     for h in rig.hosts:
-        with open(os.path.join(h.srv, 'by-task'), encoding='utf-8') as f:
+        with open(os.path.join(h.srv, 'by-task-' + h.name), encoding='utf-8') as f:
             assert f.read() == h.name + '\n'
-    assert not os.path.exists('/srv/by-task')
+        assert sorted(os.listdir(h.srv)) == sorted(['by-task-' + h.name] + (['only-on-h1'] if h is h1 else []))
 
     for h in rig.hosts:
         assert h.run(['hostname']).stdout.strip() == h.name
         routes = h.run(['ip', '-4', 'route']).stdout
         assert 'default' not in routes and str(rig.subnet) in routes, routes
+
+
+PLAYBOOK = """\
+- name: Every host reports its name, what it sees in /srv, its groups; and writes into its /srv
+  hosts: fleet
+  gather_facts: false
+  tasks:
+    - name: Look and write
+      ansible.builtin.shell: >-
+        hostname; test -e /srv/only-on-h1 && echo present || echo absent;
+        echo {{ group_names | difference(['fleet']) | first | default('fleet') }};
+        hostname > /srv/{{ marker }}
+      changed_when: true
+"""
 
 
 def _listening(text, port):
