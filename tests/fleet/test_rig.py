@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from support import rig as rig_module
 from support import rig_net
 from support.rig import Rig, sweep_stale_rigs
 
@@ -199,6 +200,14 @@ def test_teardown_leaves_nothing_even_when_the_test_fails(rig_available):  # pyl
     ssh_client.wait(timeout=10)  # its server side is gone, so the client ends too
     with open('/proc/sys/net/ipv4/ip_forward', encoding='ascii') as f:
         assert f.read() == forward_before
+
+
+def test_a_rig_that_fails_to_start_says_why_and_leaves_nothing(rig_available, monkeypatch):  # pylint: disable=unused-argument
+    monkeypatch.setattr(rig_module, 'SSHD', '/bin/false')  # every host's "sshd" exits at once
+    r = Rig(2)
+    with pytest.raises(rig_net.RigError, match='sshd of h[12] exited 1'):
+        r.start()
+    assert r.id and rig_net.remnants(r.id) == {}
 
 
 def _start_owner(*args):

@@ -251,7 +251,11 @@ class Rig(object):
         try:
             self._start()
         except BaseException:
-            self.stop()
+            try:
+                self.stop()
+            except rig_net.RigError as e:
+                # Why the rig did not come up is the news; what its cleanup could not remove goes to stderr.
+                sys.stderr.write('fleet rig %s teardown after a failed start: %s\n' % (self.id, e))
             raise
         self.timings['up'] = time.monotonic() - started
         return self
