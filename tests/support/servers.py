@@ -99,6 +99,10 @@ class PostgresServer(object):
                                '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256',
                                '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'])
             os.unlink(pwfile)
+            if self.host not in ('127.0.0.1', 'localhost', '::1'):
+                # initdb lets only loopback in over TCP; a server on a rig host serves its whole subnet.
+                with open(os.path.join(self.datadir, 'pg_hba.conf'), 'a', encoding='utf-8') as f:
+                    f.write('host all all samenet scram-sha-256\n')
         opts = '-p %d -k %s -c listen_addresses=%s -c fsync=off -c full_page_writes=off -c max_connections=50' % (
             self.port, self.sockdir, self.host)
         self._as_postgres([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, '-l', self.log, '-w',
