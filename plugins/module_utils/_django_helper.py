@@ -531,6 +531,9 @@ def cmd_dumpdata(project, req, stdout):
     _check_labels(req.get('apps'), 'app')
     _check_labels(req.get('exclude'), 'exclude')
     project.connect()
+    if req.get('dry_run'):
+        return {'counts': None, 'objects': None, 'django_version': project.django.get_version(),
+                'vendor': project.connection.vendor}
     counts = {}
     with _consistent_read(project), _counting('serialize', counts, lambda o: o._meta.label_lower):
         call_command('dumpdata', *(req.get('apps') or []), database=project.alias, format=req.get('format', 'jsonl'),
@@ -544,16 +547,21 @@ def cmd_dumpdata(project, req, stdout):
 
 def cmd_loaddata(project, req):
     from django.core.management import call_command
+    from django.db import transaction
     project.connect()
-    out = {'flushed': False}
-    if req.get('flush'):
-        call_command('flush', database=project.alias, interactive=False, verbosity=0)
-        out['flushed'] = True
+    out = {'flushed': False, 'vendor': project.connection.vendor,
+           'django_version': project.django.get_version()}
     counts = {}
     text = io.StringIO()
-    with _counting('deserialize', counts, lambda o: o.object._meta.label_lower):
-        call_command('loaddata', '-', format=req.get('format', 'jsonl'), database=project.alias,
-                     verbosity=1, stdout=text, stderr=text)
+    # Flush and load in one transaction: where the database can roll back the flush (PostgreSQL,
+    # SQLite), a fixture that fails to load leaves the old data, not an empty database.
+    with transaction.atomic(using=project.alias):
+        if req.get('flush'):
+            call_command('flush', database=project.alias, interactive=False, verbosity=0)
+            out['flushed'] = True
+        with _counting('deserialize', counts, lambda o: o.object._meta.label_lower):
+            call_command('loaddata', '-', format=req.get('format', 'jsonl'), database=project.alias,
+                         verbosity=1, stdout=text, stderr=text)
     out['counts'] = counts
     out['objects'] = sum(counts.values())
     out['output'] = text.getvalue().splitlines()[-50:]
@@ -562,7 +570,7 @@ def cmd_loaddata(project, req):
 
 
 def cmd_count(project, req):
-    """Rows per model label in the database (the default manager, as dumpdata reads them)."""
+    """Rows per model label in the database: every row (the base manager), whatever a default manager hides."""
     from django.apps import apps
     project.connect()
     counts = {}
