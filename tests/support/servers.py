@@ -191,7 +191,8 @@ class MariaDBServer(object):
                 time.sleep(0.1)
         if fresh:
             for where in ('%', 'localhost'):
-                self.root_sql("CREATE USER '%s'@'%s' IDENTIFIED BY %%s" % (self.user, where), (self.password,))
+                self.root_sql("CREATE USER '%s'@'%s' IDENTIFIED BY %%s" % (self.user, where.replace('%', '%%')),
+                              (self.password,))
                 self.root_sql("GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION" % (self.user, where))
         return self
 
