@@ -236,7 +236,8 @@ class MariaDBServer(object):
 
     def connect(self, database=None):
         import pymysql  # pylint: disable=import-outside-toplevel
-        return pymysql.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+        # PyMySQL encodes a str password as latin-1; the server stored it as UTF-8.
+        return pymysql.connect(host=self.host, port=self.port, user=self.user, password=self.password.encode('utf-8'),
                                database=database, autocommit=True, charset='utf8mb4',
                                client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
 
