@@ -186,10 +186,10 @@ class Project(object):
         self.missing_sqlite = (self.connection.vendor == 'sqlite' and isinstance(s.get('NAME'), (str, os.PathLike))
                                and str(s['NAME']) != ':memory:' and not str(s['NAME']).startswith('file:')
                                and not os.path.exists(str(s['NAME'])))
-        self._secrets = [str(s.get('PASSWORD') or '')]
-        for key, value in (self.connection.settings_dict.get('OPTIONS') or {}).items():
+        self._secrets = [_text(s.get('PASSWORD'))]
+        for key, value in (s.get('OPTIONS') or {}).items():
             if 'pass' in str(key).lower() and value:
-                self._secrets.append(str(value))
+                self._secrets.append(_text(value))
         return self
 
     @property
@@ -353,11 +353,20 @@ def _database_facts(project):
         'host': s.get('HOST') or '',
         'port': str(s.get('PORT') or ''),
         'user': s.get('USER') or '',
-        'password': s.get('PASSWORD') or '',
+        'password': _text(s.get('PASSWORD')),
         'options': options,
         'transactional_ddl': bool(project.connection.features.can_rollback_ddl),
         'aliases': sorted(settings.DATABASES),
     }
+
+
+def _text(value):
+    """Settings may hold a password as bytes (PyMySQL needs that for non-latin-1 passwords)."""
+    if value is None:
+        return ''
+    if isinstance(value, bytes):
+        return value.decode('utf-8', 'replace')
+    return str(value)
 
 
 def _jsonable(value):

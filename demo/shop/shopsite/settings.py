@@ -79,7 +79,8 @@ def _database():
             'ENGINE': 'django.db.backends.mysql',
             'NAME': env('DB_NAME', 'shop'),
             'USER': env('DB_USER', ''),
-            'PASSWORD': env('DB_PASSWORD', ''),
+            # PyMySQL encodes a str password as latin-1; bytes reach the server as they are (UTF-8).
+            'PASSWORD': env('DB_PASSWORD', '').encode('utf-8'),
             'HOST': env('DB_HOST', ''),
             'PORT': env('DB_PORT', ''),
             'OPTIONS': {'charset': 'utf8mb4', 'init_command': "SET sql_mode='STRICT_TRANS_TABLES'"},
