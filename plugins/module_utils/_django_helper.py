@@ -487,6 +487,23 @@ def cmd_migrate(project, req):
     return out
 
 
+def _precise_encoder():
+    """Django's JSON encoder cuts datetimes and times to milliseconds; a snapshot must give back
+    what it took, and loaddata reads microseconds just as well."""
+    import datetime
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    class PreciseJSONEncoder(DjangoJSONEncoder):
+        def default(self, o):
+            if isinstance(o, (datetime.datetime, datetime.time)) and not (
+                    isinstance(o, datetime.time) and o.utcoffset() is not None):
+                text = o.isoformat()
+                return text[:-6] + 'Z' if text.endswith('+00:00') else text
+            return super().default(o)
+
+    return PreciseJSONEncoder
+
+
 @contextlib.contextmanager
 def _counting(attr, counts, key):
     """Wrap django.core.serializers.<attr> so every object passing through is counted per model."""
@@ -501,6 +518,8 @@ def _counting(attr, counts, key):
 
     def wrapper(fmt, objects, *args, **kwargs):
         if attr == 'serialize':
+            if fmt in ('json', 'jsonl'):
+                kwargs.setdefault('cls', _precise_encoder())
             return original(fmt, counted(objects), *args, **kwargs)
         return counted(original(fmt, objects, *args, **kwargs))
 

@@ -226,7 +226,7 @@ class DjangoDumpdataManager(object):
         args += ['--natural-foreign'] if p['natural_foreign'] else []
         args += ['--natural-primary'] if p['natural_primary'] else []
         project.describe('dumpdata', args)
-        request = dict(command='dumpdata', apps=p['apps'], exclude=p['exclude'], format=p['format'],
+        request = dict(apps=p['apps'], exclude=p['exclude'], format=p['format'],
                        natural_foreign=p['natural_foreign'], natural_primary=p['natural_primary'])
         result = dict(changed=True, part=part_name, format=p['format'], compression=compression, finalized=False,
                       commands=project.commands)
@@ -266,7 +266,7 @@ class DjangoDumpdataManager(object):
             compressor = compressor_step(compression, level)
             if compressor is not None:
                 project.commands.append(compressor.display())
-            facts = project.stream(request, after=[compressor] if compressor else [], sink=hf)
+            facts = project.stream(dict(request, command='dumpdata'), after=[compressor] if compressor else [], sink=hf)
         except BaseException:
             hf.discard()
             raise
