@@ -249,24 +249,23 @@ class Project(object):
             return [key for key in graph.leaf_nodes() if key[0] == app]
         if target == 'zero':
             return [(app, None)]
+        names = sorted(n for a, n in executor.loader.disk_migrations if a == app)
         try:
             migration = executor.loader.get_migration_by_prefix(app, target)
         except AmbiguityError:
             raise HelperError('unknown_migration', 'more than one migration of app %r matches %r: %s'
-                              % (app, target, ', '.join(sorted(n for a, n in executor.loader.disk_migrations
-                                                                 if a == app and n.startswith(target)))))
+                              % (app, target, ', '.join(n for n in names if n.startswith(target))))
         except KeyError:
             raise HelperError('unknown_migration', 'app %r has no migration %r (it has: %s)'
-                              % (app, target, ', '.join(sorted(n for a, n in executor.loader.disk_migrations
-                                                                 if a == app))))
+                              % (app, target, ', '.join(names)))
         return [(app, migration.name)]
 
     def plan(self, executor, app=None, target=None):
         conflicts = executor.loader.detect_conflicts()
         if conflicts:
+            where = '; '.join('%s: %s' % (a, ', '.join(sorted(n))) for a, n in sorted(conflicts.items()))
             raise HelperError('conflicts', 'conflicting migrations (several leaf nodes) in %s; run makemigrations '
-                              '--merge' % '; '.join('%s: %s' % (a, ', '.join(sorted(n))) for a, n in
-                                                     sorted(conflicts.items())), conflicts=conflicts)
+                              '--merge' % where, conflicts=conflicts)
         targets = self.targets(executor, app, target)
         return [describe_step(m, backwards) for m, backwards in executor.migration_plan(targets)]
 
@@ -657,4 +656,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv))
+    raise SystemExit(main(sys.argv))

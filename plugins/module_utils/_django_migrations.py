@@ -45,7 +45,7 @@ def predicted_after(applied, plan):
 
 def state_text(applied):
     """One migration id per line, grouped by app: readable as a diff."""
-    return ''.join('%s\n' % m for m in sorted(applied, key=lambda m: split_id(m)))
+    return ''.join('%s\n' % m for m in sorted(applied, key=split_id))
 
 
 def applied_diff(before, after):

@@ -41,10 +41,11 @@ options:
     default: false
   include_password:
     description:
-      - Return the database password in RV(database.password) and RV(database.connection.login_password), so the
+      - Return the database password in RV(database.password) and as C(login_password) in RV(database.connection), so the
         connection can be handed to M(djangoops.maintenance.db_snapshot) unchanged.
-      - Register such a task with C(no_log: true). Otherwise the password is never returned and
+      - Register such a task with C(no_log=true). Otherwise the password is never returned and
         RV(database.password_set) tells whether there is one.
+      - A password given in O(secret_environment) stays masked by Ansible even then; the play already has it.
     type: bool
     default: false
 attributes:
@@ -79,6 +80,15 @@ EXAMPLES = r'''
     that: django.model_changes | length == 0
     fail_msg: "models changed without a migration: {{ django.model_changes }}"
 
+- name: Database settings only, without connecting, password included for the next task
+  djangoops.maintenance.django_info:
+    project_path: /srv/shop/current
+    virtualenv: /srv/shop/venv
+    gather: [settings]
+    include_password: true
+  register: django_db
+  no_log: true
+
 - name: Snapshot exactly the database Django uses
   djangoops.maintenance.db_snapshot:
     engine: "{{ django_db.database.connection.engine }}"
@@ -88,17 +98,6 @@ EXAMPLES = r'''
     login_user: "{{ django_db.database.connection.login_user | default(omit) }}"
     login_password: "{{ django_db.database.connection.login_password | default(omit) }}"
     snapshot_root: /var/backups/django
-  vars:
-    django_db: "{{ lookup('ansible.builtin.vars', 'django_with_password') }}"
-
-- name: Database settings only, without connecting, password included for the next task
-  djangoops.maintenance.django_info:
-    project_path: /srv/shop/current
-    virtualenv: /srv/shop/venv
-    gather: [settings]
-    include_password: true
-  register: django_with_password
-  no_log: true
 
 - name: Deployment checks must pass before a release goes live
   djangoops.maintenance.django_info:
@@ -356,8 +355,8 @@ class DjangoInfoManager(object):
     def database(self, db):
         include = self.p['include_password']
         conn, unmapped = connection_options(db, include_password=include)
-        out = dict((k, db.get(k)) for k in ('alias', 'vendor', 'django_engine', 'name', 'host', 'port', 'user',
-                                             'options', 'transactional_ddl'))
+        keys = ('alias', 'vendor', 'django_engine', 'name', 'host', 'port', 'user', 'options', 'transactional_ddl')
+        out = dict((k, db.get(k)) for k in keys)
         out.update(engine=conn['engine'], password_set=bool(db.get('password')), connection=conn,
                    unmapped_options=unmapped)
         if include:

@@ -69,7 +69,7 @@ options:
   fail_on_model_changes:
     description:
       - Fail before migrating when models have changes that no migration describes (the C(makemigrations --check)
-        question): the release is missing a migration.
+        question) - the release is missing a migration.
     type: bool
     default: false
 attributes:

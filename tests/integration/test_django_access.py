@@ -81,9 +81,9 @@ def test_database_unreachable(shop, tmp_path):
     assert r.failed and 'cannot connect to database' in r['msg'] and 'mysql' in r['msg']
     # Settings alone need no database.
     r = shop.run('django_info', extra_env=env, gather=['settings'])
-    assert not r.failed and r['database']['connection'] == {'engine': 'mysql', 'database': 'shop',
-                                                             'login_host': '127.0.0.1', 'login_port': port,
-                                                             'login_user': 'shop'}
+    expected = {'engine': 'mysql', 'database': 'shop', 'login_host': '127.0.0.1', 'login_port': port,
+                'login_user': 'shop'}
+    assert not r.failed and r['database']['connection'] == expected
     r = shop.run('django_migrate', extra_env={'SHOP_DB_NAME': str(tmp_path / 'no' / 'dir' / 'db.sqlite3')})
     assert r.failed and 'cannot connect' in r['msg'] and 'db.sqlite3' in r['msg']
 
@@ -95,9 +95,9 @@ def test_password_never_shows(shop_factory):  # noqa: F811
     assert not result.failed, result
     assert result['database']['password_set'] is True and 'password' not in result['database']
     assert 'login_password' not in result['database']['connection']
-    assert result['database']['connection'] == {'engine': 'postgresql', 'database': shop.dbname,
-                                                 'login_host': '127.0.0.1', 'login_port': shop.server.port,
-                                                 'login_user': 'postgres', 'ssl_mode': 'prefer'}
+    expected = {'engine': 'postgresql', 'database': shop.dbname, 'login_host': '127.0.0.1',
+                'login_port': shop.server.port, 'login_user': 'postgres', 'ssl_mode': 'prefer'}
+    assert result['database']['connection'] == expected
     assert any(a[0].endswith('/bin/python') and a[1].endswith('djangoops_django_helper.py') for a in execs)
     assert_secret_absent(password, result, execs, result.stderr, result.stdout)
 

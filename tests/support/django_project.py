@@ -109,7 +109,7 @@ class Shop(object):
         """The django_migrations table, read directly: (app, name) rows in id order, or None without it."""
         if 'django_migrations' not in self.tables():
             return None
-        return [(a, n) for a, n in self.query('SELECT app, name FROM django_migrations ORDER BY id')]
+        return list(self.query('SELECT app, name FROM django_migrations ORDER BY id'))
 
     def recorded_ids(self):
         return set('%s.%s' % r for r in (self.recorded() or []))

@@ -20,7 +20,7 @@ TAGS = ['new', 'sale', 'eco', 'bestseller', 'gift']
 
 def png_bytes(rng, size=48):
     from PIL import Image  # Pillow is a requirement of ImageField anyway
-    colour = tuple(rng.randrange(256) for _ in range(3))
+    colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
     buf = io.BytesIO()
     Image.new('RGB', (size, size), colour).save(buf, format='PNG')
     return buf.getvalue()
