@@ -19,7 +19,7 @@ import os
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _django_helper
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import ModuleFailure
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
-    Step, ToolError, display, find_tool, private_dir, run, run_pipeline)
+    Step, ToolError, display, find_tool, private_dir, run_pipeline)
 
 HELPER_NAME = 'djangoops_django_helper.py'
 HELPER_ERROR_RC = 3
@@ -202,15 +202,7 @@ class DjangoProject(object):
 
     def call(self, command, **request):
         """Run one helper command; returns its result dict or raises ModuleFailure."""
-        with private_dir() as secrets:
-            step, res_path = self._prepare(secrets, dict(request, command=command))
-            try:
-                run(step.argv, env=step.env, cwd=step.cwd, ok_returncodes=step.ok_returncodes, timeout=self.timeout)
-            except ToolError as e:
-                result = self._read(res_path)
-                if result is None:
-                    raise self._crash(e)
-            return self._judge(self._read(res_path))
+        return self.stream(dict(request, command=command))
 
     def stream(self, request, before=(), after=(), stdin_path=None, sink=None):
         """Run a helper command inside a pipeline: ``before`` steps feed its stdin, ``after`` steps
@@ -225,7 +217,7 @@ class DjangoProject(object):
                 failure = e
             result = self._read(res_path)
             if result is None:
-                raise self._crash(failure or ToolError('the Django helper wrote no result'))
+                raise self._crash(failure or ToolError('the Django helper wrote no result'), self.timeout)
             if result.get('ok') and failure is not None:
                 # Django finished but a stage around it (a compressor, the disk) failed.
                 raise ModuleFailure(str(failure), failed_command=failure.command)
@@ -239,7 +231,10 @@ class DjangoProject(object):
         except (OSError, ValueError):
             return None
 
-    def _crash(self, error):
+    def _crash(self, error, timeout):
+        if timeout and 'timed out' in str(error):
+            return ModuleFailure('Django did not finish within timeout=%ss (project %s, interpreter %s); it was '
+                                 'stopped' % (timeout, self.path, self.python), failed_command=error.command)
         return ModuleFailure('the Django helper could not run under interpreter %s in %s: %s'
                              % (self.python, self.path, error), failed_command=getattr(error, 'command', None))
 

@@ -93,6 +93,13 @@ def failed_step(plan, applied_after):
     return None
 
 
+def effect_left(op_type, present, backwards):
+    """Whether an operation's effect on the schema is in the database: an added column or table
+    that is there, a removed one that is gone; the other way round when it was being unapplied."""
+    creates = op_type in ('AddField', 'CreateModel')
+    return (present == creates) != backwards
+
+
 def scrub(text, secrets):
     for s in secrets:
         if s and len(s) >= 3:
@@ -290,7 +297,7 @@ class Project(object):
     def schema_effects(self, executor, step):
         """Which of a failed migration's schema operations left their mark in the database: what a
         database without transactional DDL (MySQL) keeps after a migration failed midway."""
-        app, name = step['app'], step['name']
+        app, name, backwards = step['app'], step['name'], step['backwards']
         migration = executor.loader.get_migration(app, name)
         before = executor.loader.project_state((app, name), at_end=False).apps
         after = executor.loader.project_state((app, name), at_end=True).apps
@@ -316,14 +323,13 @@ class Project(object):
                         else:
                             entry.update(table=model._meta.db_table, column=field.column, checked=True)
                             present = field.column in columns(model._meta.db_table)
-                            entry['present'] = present
-                            entry['changed'] = present if kind == 'AddField' else not present
+                            entry.update(present=present, changed=effect_left(kind, present, backwards))
                     elif kind in ('CreateModel', 'DeleteModel'):
                         state = after if kind == 'CreateModel' else before
                         table = state.get_model(app, op.name)._meta.db_table
                         present = table in tables
                         entry.update(table=table, checked=True, present=present,
-                                     changed=present if kind == 'CreateModel' else not present)
+                                     changed=effect_left(kind, present, backwards))
                     else:
                         entry['checked'] = False
                 except LookupError:

@@ -15,10 +15,11 @@ import pytest
 from support.django_project import django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
 
 
-def seeded(shop):
+def seeded(shop, products=60, orders=25, images=True):
     r = shop.run('django_migrate')
     assert not r.failed, r
-    shop.manage('seed_demo', '--products', '60', '--orders', '25', '--customers', '4', '--with-images')
+    shop.manage('seed_demo', '--products', str(products), '--orders', str(orders), '--customers', '4',
+                *(['--with-images'] if images else []))
     return shop.digest()
 
 
@@ -92,7 +93,7 @@ def test_fixture_from_sqlite_loads_into_postgresql(shop_factory, snapshot_root):
 
 def test_damaged_fixture_is_refused_and_database_untouched(shop_factory, snapshot_root):  # noqa: F811
     shop = shop_factory('5.2', 'sqlite')
-    seeded(shop)
+    seeded(shop, products=20, orders=5, images=False)
     r = shop.run('django_dumpdata', snapshot_root=snapshot_root, compression='none')
     assert not r.failed, r
     shop.manage('seed_demo', '--products', '61', '--orders', '0', '--seed', '3')
@@ -113,7 +114,7 @@ def test_failed_load_after_flush_rolls_back(shop_factory, snapshot_root):  # noq
     fails the task, and PostgreSQL keeps the rows the flush had removed: flush and load are one
     transaction."""
     shop = shop_factory('5.2', 'postgresql')
-    before = seeded(shop)
+    before = seeded(shop, products=20, orders=5, images=False)
     r = shop.run('django_dumpdata', snapshot_root=snapshot_root, compression='none')
     assert not r.failed, r
     snapdir = os.path.join(snapshot_root, r['snapshot_id'])

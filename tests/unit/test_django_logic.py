@@ -20,7 +20,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._django impo
     connection_options, env_value, helper_source, settings_from_manage_py)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django_fixtures import compare_counts  # noqa: E402
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django_helper import (  # noqa: E402
-    failed_step, operation_flags, plan_problems, scrub)
+    effect_left, failed_step, operation_flags, plan_problems, scrub)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django_migrations import (  # noqa: E402
     applied_diff, applied_per_app, predicted_after)
 
@@ -75,6 +75,17 @@ def test_failed_step_is_the_first_without_its_effect():
     back = [step('a.3', backwards=True), step('a.2', backwards=True)]
     assert failed_step(back, {'a.1', 'a.2'})['id'] == 'a.2'
     assert failed_step(back, {'a.1', 'a.2', 'a.3'})['id'] == 'a.3'
+
+
+@pytest.mark.parametrize('op,present,backwards,left', [
+    ('AddField', True, False, True), ('AddField', False, False, False),
+    ('RemoveField', False, False, True), ('RemoveField', True, False, False),
+    ('CreateModel', True, False, True), ('DeleteModel', False, False, True),
+    ('AddField', False, True, True), ('AddField', True, True, False),
+    ('RemoveField', True, True, True),
+])
+def test_effect_left(op, present, backwards, left):
+    assert effect_left(op, present, backwards) is left
 
 
 def test_scrub_masks_secrets_but_not_short_noise():
