@@ -187,9 +187,6 @@ class DjangoProject(object):
         self.commands.append(line)
         return line
 
-    def facts(self):
-        return dict(project_path=self.path, python=self.python, settings=self.settings, database_alias=self.alias)
-
     # -- running the helper ------------------------------------------------------------------
     def _prepare(self, secrets, request):
         helper = secrets.write(HELPER_NAME, helper_source())

@@ -30,13 +30,15 @@ def seeded(shop, products=60, orders=25, images=True):
     ('4.2', 'sqlite', 'jsonl', 'gzip'),
 ])
 def test_dump_flush_load_round_trip(shop_factory, snapshot_root, series, engine, fmt, compression):  # noqa: F811
+    thorough = (series, engine) == ('5.2', 'sqlite')  # check mode and drift once; the load itself everywhere
     shop = shop_factory(series, engine)
-    before = seeded(shop)
+    before = seeded(shop, images=thorough)
     assert before['shop.product'][0] == 60 and before['shop.order'][0] == 25
 
-    check = shop.run('django_dumpdata', check=True, snapshot_root=snapshot_root)
-    assert not check.failed and check['changed'] is True
-    assert not os.path.exists(snapshot_root), 'check mode writes nothing'
+    if thorough:
+        check = shop.run('django_dumpdata', check=True, snapshot_root=snapshot_root)
+        assert not check.failed and check['changed'] is True
+        assert not os.path.exists(snapshot_root), 'check mode writes nothing'
 
     r = shop.run('django_dumpdata', snapshot_root=snapshot_root, format=fmt, compression=compression,
                  labels={'reason': 'test'})
@@ -57,21 +59,22 @@ def test_dump_flush_load_round_trip(shop_factory, snapshot_root, series, engine,
     assert part['files'][0]['path'].endswith('fixture.%s%s' % (fmt, {'none': '', 'gzip': '.gz', 'zstd': '.zst'}
                                                                [compression]))
 
-    # The database drifts, then the fixture puts it back.
-    shop.manage('seed_demo', '--products', '70', '--orders', '30', '--seed', '7')
-    assert shop.digest() != before
-
-    check = shop.run('django_loaddata', check=True, snapshot_root=snapshot_root, flush=True)
-    assert not check.failed, check
-    assert shop.digest() != before, 'check mode loads nothing'
+    if thorough:
+        # The database drifts; check mode loads nothing.
+        shop.manage('seed_demo', '--products', '70', '--orders', '30', '--seed', '7')
+        assert shop.digest() != before
+        check = shop.run('django_loaddata', check=True, snapshot_root=snapshot_root, flush=True)
+        assert not check.failed, check
+        assert shop.digest() != before, 'check mode loads nothing'
+    else:
+        shop.manage('seed_demo', '--products', '70', '--orders', '30', '--seed', '7')
 
     r = shop.run('django_loaddata', snapshot_root=snapshot_root, snapshot_id=r['snapshot_id'], flush=True)
     assert not r.failed, r
     assert r['flushed'] is True and r['counts_match'] is True
     assert r['table_counts']['shop.product'] == 60
     assert shop.digest() == before
-    info = shop.run('django_info', gather=['migrations'])
-    assert info['pending_count'] == 0, 'flush keeps the migration records'
+    assert shop.recorded_ids() and 'shop.0007_order_priority' in shop.recorded_ids(), 'flush keeps the migrations'
 
 
 def test_fixture_from_sqlite_loads_into_postgresql(shop_factory, snapshot_root):  # noqa: F811
