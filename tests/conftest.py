@@ -14,10 +14,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support.modules import ensure_collection_link  # noqa: E402  pylint: disable=wrong-import-position
+from support.modules import COLLECTIONS_PATH, ensure_collection_link  # noqa: E402  pylint: disable=wrong-import-position
 from support.servers import MariaDBServer, PostgresServer  # noqa: E402  pylint: disable=wrong-import-position
 
 ensure_collection_link()
+# Unit tests import the collection's module_utils directly.
+if COLLECTIONS_PATH not in sys.path:
+    sys.path.insert(0, COLLECTIONS_PATH)
 
 
 @pytest.fixture(scope='session')

@@ -54,6 +54,10 @@ options:
     description:
       - TLS requirement, in PostgreSQL's terms; mapped to the MySQL client's C(--ssl-mode) or MariaDB's
         C(--ssl)/C(--ssl-verify-server-cert) options.
+      - MySQL/MariaDB - the connection that checks the server enforces V(require) before any tool runs, but
+        MariaDB's client tools before 11.4 cannot refuse a plain-text fallback on their own, and verify the host
+        name whenever they verify the certificate (V(verify-ca) acts as V(verify-full)). Giving only O(ssl_ca)
+        means V(verify-ca), as with the MySQL client.
     type: str
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
   ssl_ca:

@@ -120,6 +120,15 @@ def compare_tables(recorded, actual):
     return not mismatches, mismatches
 
 
+def json_value(v):
+    """A database value as something JSON can carry: bytes as hex, decimals and dates as text."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).hex()
+    return str(v)
+
+
 class Engine(object):
     """The seam. Subclasses set ``name`` and implement every method below.
 
@@ -169,6 +178,11 @@ class Engine(object):
 
     def table_stats(self, mode, database=None):
         """``{table: {'rows': n, 'checksum': hex|None}}`` for ``mode`` in counts | checksums."""
+        raise NotImplementedError
+
+    def run_queries(self, queries, database=None):
+        """Run each SQL text in ``queries`` in ONE read-only transaction; return a list of row lists
+        (values made JSON-safe with ``json_value``). Used by verification, never for changes."""
         raise NotImplementedError
 
     # -- work --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import tempfile
 from urllib.parse import quote
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    Engine, EngineError, RowDigest, SUFFIX, check_compression, compressor_step, decompressor_step)
+    Engine, EngineError, RowDigest, SUFFIX, check_compression, compressor_step, decompressor_step, json_value)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import run_pipeline
 
 DUMP_NAME = 'database.sqlite3'
@@ -132,6 +132,22 @@ class SQLiteEngine(Engine):
 
     def table_stats(self, mode, database=None):
         return sqlite_table_stats(self._path(database), mode)
+
+    def run_queries(self, queries, database=None):
+        path = self._path(database)
+        # mode=ro: the file cannot be changed through this connection, whatever the SQL says.
+        con = sqlite3.connect(_ro_uri(path), uri=True, timeout=self.conn.get('connect_timeout') or 10)
+        try:
+            out = []
+            for sql in queries:
+                try:
+                    rows = con.execute(sql).fetchall()
+                except sqlite3.Error as e:
+                    raise EngineError('query failed on %s: %s: %s' % (path, e, sql))
+                out.append([[json_value(v) for v in row] for row in rows])
+            return out
+        finally:
+            con.close()
 
     def dump(self, part, opts):
         src_path = self._path()

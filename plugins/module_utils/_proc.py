@@ -24,6 +24,7 @@ import threading
 import time
 
 CHUNK = 1024 * 1024
+MESSAGE_LINES = 30  # of a failing tool's stderr, in the error message (the last ones say why)
 
 # Tools speak English and print dates/numbers the same way on every host.
 C_LOCALE = {'LANG': 'C.UTF-8', 'LC_ALL': 'C.UTF-8', 'LC_MESSAGES': 'C'}
@@ -89,6 +90,16 @@ class Tap(object):
     def finish(self):
         """Called once the stream ended; raise ToolError to fail the pipeline."""
 
+    def pass_on(self, chunk):
+        """The bytes to hand downstream for ``chunk``. A Tap only watches; a filter (a Tap that
+        rewrites the stream, such as the MySQL definer rewriter) overrides this and ``flush``."""
+        self.observe(chunk)
+        return chunk
+
+    def flush(self):
+        """Bytes a filter still holds back when the stream ends."""
+        return b''
+
 
 class TailTap(Tap):
     """Keeps the last ``size`` bytes of a stream (to check a dump's completion footer)."""
@@ -140,8 +151,12 @@ class _Pump(threading.Thread):
                 n = self.src.readinto(buf)
                 if not n:
                     break
-                self.tap.observe(view[:n])
-                self.dst.write(view[:n])
+                out = self.tap.pass_on(view[:n])
+                if out:
+                    self.dst.write(out)
+            rest = self.tap.flush()
+            if rest:
+                self.dst.write(rest)
         except BrokenPipeError:
             pass  # the next process died; its exit status tells why
         except Exception as e:  # pylint: disable=broad-except
@@ -236,13 +251,17 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
                 n = src.readinto(buf)
                 if not n:
                     break
-                if pending_tap is not None:
-                    pending_tap.observe(view[:n])
-                sink.write(view[:n])
-                bytes_out += n
+                out = pending_tap.pass_on(view[:n]) if pending_tap is not None else view[:n]
+                if out:
+                    sink.write(out)
+                    bytes_out += len(out)
                 if timeout is not None and time.monotonic() - started > timeout:
                     raise ToolError('pipeline timed out after %ss' % timeout,
                                     command=' | '.join(s.display() for s in steps))
+            rest = pending_tap.flush() if pending_tap is not None else b''
+            if rest:
+                sink.write(rest)
+                bytes_out += len(rest)
             src.close()
         returncodes = []
         for p in procs:
@@ -280,6 +299,21 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
     return PipelineResult(steps, returncodes, stderr, time.monotonic() - started, bytes_out)
 
 
+_EARLIER_RE = re.compile(r'^\[\.\.\. (\d+) earlier lines\]\n')
+
+
+def _last_lines(err):
+    """The end of a tool's stderr for an error message, saying how much came before."""
+    detail = err.strip()
+    m = _EARLIER_RE.match(detail)
+    earlier = int(m.group(1)) if m else 0
+    lines = (detail[m.end():] if m else detail).splitlines()
+    if len(lines) > MESSAGE_LINES:
+        earlier += len(lines) - MESSAGE_LINES
+        lines = lines[-MESSAGE_LINES:]
+    return ('[... %d earlier lines]\n' % earlier if earlier else '') + '\n'.join(lines)
+
+
 def _judge(steps, returncodes, stderr, pumps):
     """Raise for the step that really failed. A SIGPIPE death is a consequence, not a cause,
     so a later step's own failure is reported before an earlier step's broken pipe."""
@@ -306,26 +340,53 @@ def _judge(steps, returncodes, stderr, pumps):
         what = '%s was killed by signal %s' % (step.name, -rc)
     else:
         what = '%s failed with exit status %s' % (step.name, rc)
-    detail = err.strip()
-    msg = what + (': ' + detail if detail else '')
+    msg = what + (': ' + _last_lines(err) if err.strip() else '')
     raise ToolError(msg, command=step.display(), rc=rc, stderr=err)
 
 
 def run(argv, env=None, error_patterns=(), ok_returncodes=(0,), stdin_path=None, timeout=None, cwd=None):
-    """Run one command, capture stdout (small outputs only: versions, JSON) and stderr."""
+    """Run one command; return (stdout, stderr). Stdout is for small outputs (versions, JSON);
+    stderr is bounded like a pipeline's."""
     step = Step(argv, env=env, error_patterns=error_patterns, ok_returncodes=ok_returncodes, cwd=cwd)
+    with (open(stdin_path, 'rb') if stdin_path else open(os.devnull, 'rb')) as stdin_f:
+        try:
+            p = subprocess.Popen(step.argv, stdin=stdin_f, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=_child_env(step.env), cwd=cwd, close_fds=True)
+        except OSError as e:
+            raise ToolError('could not start %s: %s' % (step.name, e), command=step.display())
+        reader = _StderrReader(p.stderr)
+        reader.start()
+        try:
+            out = p.stdout.read() if timeout is None else _read_with_deadline(p, timeout)
+            p.stdout.close()
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise ToolError('%s timed out after %ss' % (step.name, timeout), command=step.display())
+        reader.join()
+    err = reader.text()
+    _judge([step], [rc], [err], [])
+    return out.decode('utf-8', 'replace'), err
+
+
+def _read_with_deadline(p, timeout):
+    """Read all of stdout, killing the process when the deadline passes."""
+    fired = threading.Event()
+
+    def expire():
+        fired.set()
+        p.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
     try:
-        with (open(stdin_path, 'rb') if stdin_path else open(os.devnull, 'rb')) as stdin_f:
-            p = subprocess.run(step.argv, stdin=stdin_f, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=_child_env(step.env), cwd=cwd, timeout=timeout, close_fds=True,
-                               check=False)
-    except OSError as e:
-        raise ToolError('could not start %s: %s' % (step.name, e), command=step.display())
-    except subprocess.TimeoutExpired:
-        raise ToolError('%s timed out after %ss' % (step.name, timeout), command=step.display())
-    err = p.stderr.decode('utf-8', 'replace')
-    _judge([step], [p.returncode], [err], [])
-    return p.stdout.decode('utf-8', 'replace'), err
+        out = p.stdout.read()
+    finally:
+        timer.cancel()
+    if fired.is_set():
+        raise subprocess.TimeoutExpired(p.args, timeout)
+    return out
 
 
 class private_dir(object):

@@ -19,8 +19,10 @@ description:
     and nothing created after the snapshot (a table, a column, an index a migration added) survives.
     PostgreSQL - the database is dropped and re-created (or, with O(pg_clean=schemas), its schemas are
     emptied) and C(pg_restore --no-owner) runs with O(jobs) workers, or C(psql) with C(ON_ERROR_STOP) in one
-    transaction for plain dumps. MySQL/MariaDB - the database is re-created with its recorded character set and
-    collation and the dump is streamed into the client, stopping at the first error. SQLite - the file is
+    transaction for plain dumps. MySQL/MariaDB - the database is dropped and re-created with its recorded character
+    set and collation and the dump is streamed into the client, stopping at the first error; MySQL cannot roll back
+    DDL, so a failure part-way leaves the target partly restored, and the error says so (run the restore again).
+    Definers are handled as O(mysql_definers) says. SQLite - the file is
     rebuilt beside the target, checked, fsynced and renamed over it.
   - Afterwards, per-table row counts (and content checksums when the snapshot recorded them) are compared with
     the manifest and returned; a difference fails the task unless O(fail_on_mismatch=false).
@@ -69,6 +71,19 @@ options:
       - Terminate other sessions connected to the target database (PostgreSQL) before it is dropped.
     type: bool
     default: false
+  mysql_definers:
+    description:
+      - What a MySQL/MariaDB restore does with the C(DEFINER) of views, routines, triggers and events.
+      - V(keep) restores them as recorded. Before the target is touched, every recorded definer other than
+        O(login_user) must exist on the target server (checked in C(mysql.user), which needs C(SELECT) on it);
+        otherwise the restore is refused, because the server would create the objects and they would fail only
+        when used. Creating objects for another definer needs C(SUPER) or C(SET USER) (MySQL C(SET_ANY_DEFINER)).
+      - V(current_user) rewrites every C(DEFINER) clause of the dump to C(CURRENT_USER) while it streams into the
+        client, so O(login_user) owns them all; for restoring into another server, or as a user without those
+        privileges. C(SQL SECURITY DEFINER) objects then run with O(login_user)'s privileges.
+    type: str
+    choices: [keep, current_user]
+    default: keep
   verify_tables:
     description:
       - What to compare after the restore. V(auto) compares content checksums when the snapshot has them,
@@ -220,7 +235,8 @@ class DbRestoreManager(object):
             started = time.monotonic()
             details = engine.restore(snap, part_meta, dict(
                 database=target, create=p['create'], jobs=p['jobs'], pg_clean=p['pg_clean'],
-                terminate_connections=p['terminate_connections'], timeout=p['timeout']))
+                terminate_connections=p['terminate_connections'], mysql_definers=p['mysql_definers'],
+                timeout=p['timeout']))
             result.update(details)
             result['seconds'] = round(time.monotonic() - started, 3)
             self.compare(engine, target, part_meta, result)
@@ -261,6 +277,7 @@ def main():
         jobs=dict(type='int', default=2),
         pg_clean=dict(type='str', default='recreate', choices=['recreate', 'schemas']),
         terminate_connections=dict(type='bool', default=False),
+        mysql_definers=dict(type='str', default='keep', choices=['keep', 'current_user']),
         verify_tables=dict(type='str', default='auto', choices=['auto', 'counts', 'checksums', 'none']),
         fail_on_mismatch=dict(type='bool', default=True),
         timeout=dict(type='int'),

@@ -84,7 +84,8 @@ options:
   table_stats:
     description:
       - What to record per table in the manifest, taken in the same snapshot as the dump where the engine
-        allows it (PostgreSQL exports its snapshot to C(pg_dump); SQLite reads the copy).
+        allows it (PostgreSQL exports its snapshot to C(pg_dump); SQLite reads the copy). MySQL/MariaDB take them
+        in a consistent snapshot of their own just before the dump (see the notes).
       - V(counts) records row counts. V(checksums) also records an order-independent content checksum
         per table, which lets M(djangoops.maintenance.db_restore) prove a restore exact; it reads every row.
     type: str
@@ -181,7 +182,7 @@ snapshot_id:
   returned: always
   type: str
   sample: 20261124T040512Z-k3j9q2
-path:
+snapshot_path:
   description: Directory of the snapshot (C(<id>.partial) while not finalized). In check mode, where it would be.
   returned: always
   type: str
@@ -311,7 +312,7 @@ class DbSnapshotManager(object):
             self.partial_result = result
             if self.module.check_mode:
                 result.update(snapshot_id=snapshot_id or '(generated)',
-                              path=store.path_of(snapshot_id) if snapshot_id else store.root,
+                              snapshot_path=store.path_of(snapshot_id) if snapshot_id else store.root,
                               commands=engine.commands)
                 return result
             return self.write(store, engine, probe, opts, snapshot_id, part_name, labels, result)
@@ -337,7 +338,7 @@ class DbSnapshotManager(object):
         p = self.p
         created_here = not (snapshot_id and os.path.isdir(store.partial_path(snapshot_id)))
         builder = store.open_partial(snapshot_id, create=True) if snapshot_id else store.begin()
-        result.update(snapshot_id=builder.id, path=builder.path)
+        result.update(snapshot_id=builder.id, snapshot_path=builder.path)
         started = time.monotonic()
         try:
             part = builder.part(part_name)
@@ -356,7 +357,7 @@ class DbSnapshotManager(object):
             raise
         seconds = time.monotonic() - started
         result.update(
-            path=builder.path, finalized=manifest is not None, files=record['files'], bytes=record['bytes'],
+            snapshot_path=builder.path, finalized=manifest is not None, files=record['files'], bytes=record['bytes'],
             seconds=round(seconds, 3), tables=record.get('tables', {}), commands=engine.commands,
             throughput_bytes_per_second=int((probe['database_bytes'] or 0) / seconds) if seconds > 0 else 0)
         if manifest is not None:

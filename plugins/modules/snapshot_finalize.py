@@ -68,7 +68,7 @@ snapshot_id:
   description: Id of the snapshot.
   returned: always
   type: str
-path:
+snapshot_path:
   description: Directory of the completed snapshot.
   returned: always
   type: str
@@ -101,7 +101,7 @@ class SnapshotFinalizeManager(object):
         snapshot_id = validate_id(self.p['snapshot_id'])
         if os.path.isdir(store.path_of(snapshot_id)):
             snap = store.load(snapshot_id)
-            return dict(changed=False, snapshot_id=snapshot_id, path=snap.path, manifest=snap.manifest,
+            return dict(changed=False, snapshot_id=snapshot_id, snapshot_path=snap.path, manifest=snap.manifest,
                         parts=sorted(snap.manifest['parts']))
         builder = store.open_partial(snapshot_id)
         parts = sorted(builder.parts())
@@ -110,10 +110,10 @@ class SnapshotFinalizeManager(object):
             raise ModuleFailure('snapshot %s lacks the part(s) %s; it stays incomplete' % (snapshot_id, ', '.join(missing)),
                                 parts=parts)
         if self.module.check_mode:
-            return dict(changed=True, snapshot_id=snapshot_id, path=store.path_of(snapshot_id), parts=parts)
+            return dict(changed=True, snapshot_id=snapshot_id, snapshot_path=store.path_of(snapshot_id), parts=parts)
         manifest = builder.finalize(labels=self.p['labels'], extra={'metadata': self.p['metadata']},
                                     require_parts=self.p['require_parts'])
-        return dict(changed=True, snapshot_id=snapshot_id, path=builder.path, manifest=manifest, parts=parts)
+        return dict(changed=True, snapshot_id=snapshot_id, snapshot_path=builder.path, manifest=manifest, parts=parts)
 
 
 def main():

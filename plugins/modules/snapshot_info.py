@@ -14,7 +14,10 @@ description:
   - Lists the complete snapshots under O(snapshot_root), oldest first, with their manifests, and the
     incomplete ones (C(*.partial) directories, directories without a manifest).
   - With O(verify=true), re-reads every file of every listed snapshot and compares size and sha256 with the
-    manifest; damaged snapshots are reported, not hidden.
+    manifest; damaged snapshots are reported, not hidden. Media trees are checked against their recorded counts
+    and listing digest, and every file against C(SHA256SUMS) when the snapshot has one.
+  - Media parts show their apparent size and, with O(disk_usage=true), the disk they occupy after hard links and
+    the part of it no other snapshot shares (what deleting the snapshot would free).
 extends_documentation_fragment:
   - djangoops.maintenance.snapshot
 options:
@@ -32,6 +35,11 @@ options:
       - Return each snapshot's whole manifest rather than a summary.
     type: bool
     default: false
+  disk_usage:
+    description:
+      - Measure the disk used by each media part (a C(stat) of every file of its trees, no reads).
+    type: bool
+    default: true
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -81,7 +89,11 @@ snapshots:
       description: Bytes of all files listed in the manifest.
       type: int
     parts:
-      description: Per part - kind, engine or source, bytes, file count.
+      description:
+        - Per part - kind, engine or source, bytes, file count.
+        - Media parts also - C(apparent_bytes) (every file counted), C(transferred_bytes) (copied rather than
+          hard-linked when taken), C(changed_paths), C(linked_from), and with O(disk_usage=true) C(disk_bytes)
+          (blocks used, each hard-linked file once) and C(exclusive_disk_bytes) (blocks no other snapshot shares).
       type: dict
     status:
       description: V(complete), or after verification V(verified) or V(damaged).
@@ -116,6 +128,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import run_manager
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
     SnapshotError, SnapshotStore, read_manifest, summarize)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tree import disk_usage
 
 
 class SnapshotInfoManager(object):
@@ -130,6 +143,8 @@ class SnapshotInfoManager(object):
         listed, damaged = [], []
         for snap in snaps:
             entry = summarize(snap)
+            if self.p['disk_usage']:
+                self.add_disk_usage(snap, entry)
             if self.p['verify']:
                 problems = snap.verify()
                 entry['status'] = 'damaged' if problems else 'verified'
@@ -154,6 +169,20 @@ class SnapshotInfoManager(object):
         latest = complete[-1].id if complete else None
         return dict(changed=False, snapshots=listed, latest=latest, incomplete=incomplete, damaged=damaged)
 
+    @staticmethod
+    def add_disk_usage(snap, entry):
+        for name, part in snap.manifest.get('parts', {}).items():
+            dirs = []
+            for tree in part.get('trees') or []:
+                if tree.get('missing'):
+                    continue
+                try:
+                    dirs.append(snap.file_path({'path': tree['dir']}))
+                except (SnapshotError, KeyError):
+                    continue
+            if dirs:
+                entry['parts'][name].update(disk_usage(dirs))
+
 
 def main():
     module = AnsibleModule(
@@ -162,6 +191,7 @@ def main():
             snapshot_id=dict(type='str'),
             verify=dict(type='bool', default=False),
             full_manifest=dict(type='bool', default=False),
+            disk_usage=dict(type='bool', default=True),
         ),
         supports_check_mode=True,
     )

@@ -262,3 +262,22 @@ def test_manifest_records_versions_timings_and_commands(shop, snapshot_root):
     assert part['files'][0]['sha256'] == r['files'][0]['sha256']
     assert any('integrity_check' in c for c in part['commands'])
     assert part['tables']['order_item']['rows'] == 1200
+
+
+def test_db_info_matches_the_snapshot_and_runs_read_only_queries(shop, snapshot_root):
+    r = snap(shop, snapshot_root, table_stats='checksums')
+    info = run_module('db_info', dict(engine='sqlite', database=shop, table_stats='checksums',
+                                      queries=['SELECT count(*), sum(quantity) FROM order_item',
+                                               'SELECT image FROM product WHERE id = 2']))
+    assert not info.failed, info
+    assert info['changed'] is False and info['database_exists'] is True
+    assert info['tables'] == r['tables']
+    assert info['query_results'][0] == [[1200, sum(i % 9 + 1 for i in range(1200))]]
+    assert info['query_results'][1] == [[(bytes(range(256)) * 2).hex()]]
+    bad = run_module('db_info', dict(engine='sqlite', database=shop, queries=['DELETE FROM order_item']))
+    assert bad.failed and 'readonly' in bad['msg'] and 'DELETE FROM order_item' in bad['msg']
+    con = sqlite3.connect(shop)
+    assert con.execute('SELECT count(*) FROM order_item').fetchone()[0] == 1200
+    con.close()
+    missing = run_module('db_info', dict(engine='sqlite', database=shop + '.nope', table_stats='counts'))
+    assert missing.failed and 'does not exist' in missing['msg']

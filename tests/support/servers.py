@@ -153,9 +153,10 @@ class MariaDBServer(object):
 
     user = 'djangoops'
 
-    def __init__(self, host='127.0.0.1', port=None, base=None, netns=None):
+    def __init__(self, host='127.0.0.1', port=None, base=None, netns=None, extra_args=()):
         self.host = host
         self.port = port or free_port()
+        self.extra_args = list(extra_args)  # more mariadbd options (TLS certificates, ...)
         self.base = base or tempfile.mkdtemp(prefix='djangoops-my-', dir='/tmp')
         os.chmod(self.base, 0o755)
         self.datadir = os.path.join(self.base, 'data')
@@ -181,7 +182,7 @@ class MariaDBServer(object):
                           '--socket=' + self.socket, '--port=%d' % self.port, '--bind-address=' + self.host,
                           '--pid-file=' + self.pidfile, '--skip-log-bin', '--skip-name-resolve',
                           '--innodb-flush-log-at-trx-commit=0', '--innodb-doublewrite=0', '--log-error=' + self.log,
-                          '--character-set-server=utf8mb4', '--collation-server=utf8mb4_unicode_ci'],
+                          '--character-set-server=utf8mb4', '--collation-server=utf8mb4_unicode_ci'] + self.extra_args,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if not self.netns:
             _wait_port(self.host, self.port, self.proc, 60, self.log)
@@ -191,6 +192,7 @@ class MariaDBServer(object):
                 time.sleep(0.1)
         if fresh:
             for where in ('%', 'localhost'):
+                # The host '%' goes through PyMySQL's %-formatting too, so it is doubled there.
                 self.root_sql("CREATE USER '%s'@'%s' IDENTIFIED BY %%s" % (self.user, where.replace('%', '%%')),
                               (self.password,))
                 self.root_sql("GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION" % (self.user, where))
@@ -236,7 +238,7 @@ class MariaDBServer(object):
 
     def connect(self, database=None):
         import pymysql  # pylint: disable=import-outside-toplevel
-        # PyMySQL encodes a str password as latin-1; the server stored it as UTF-8.
+        # PyMySQL encodes a str password as latin-1; the server stored its UTF-8 bytes.
         return pymysql.connect(host=self.host, port=self.port, user=self.user, password=self.password.encode('utf-8'),
                                database=database, autocommit=True, charset='utf8mb4',
                                client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)

@@ -1,0 +1,243 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the maintenance-window roles: verification arithmetic and the window report.
+
+Kept as Python rather than Jinja so the logic is readable and unit-tested; the roles only call them."""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import html
+
+from ansible.errors import AnsibleFilterError
+
+STATUS_ORDER = ('migrated', 'unchanged', 'restored', 'reversed', 'failed', 'restore_failed', 'lost',
+                'in_progress', 'not_started')
+
+
+def row_count_drops(current, recorded, tolerance=0.0, exclude=None):
+    """Tables whose row count fell by more than ``tolerance`` (a fraction) since the snapshot.
+
+    ``current`` and ``recorded`` are ``{table: {'rows': n, ...}}`` as db_info and db_snapshot return
+    them. A recorded table that no longer exists counts as dropped to 0. Tables matching a glob in
+    ``exclude`` are skipped; tables new since the snapshot cannot have dropped."""
+    if not isinstance(current, dict) or not isinstance(recorded, dict):
+        raise AnsibleFilterError('row_count_drops expects two table dicts, got %s and %s'
+                                 % (type(current).__name__, type(recorded).__name__))
+    try:
+        tolerance = float(tolerance)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError('row_count_drops: tolerance must be a number, got %r' % (tolerance,))
+    if not 0 <= tolerance <= 1:
+        raise AnsibleFilterError('row_count_drops: tolerance must be between 0 and 1, got %r' % (tolerance,))
+    patterns = list(exclude or [])
+    drops = []
+    for table in sorted(recorded):
+        if any(fnmatch.fnmatchcase(table, p) for p in patterns):
+            continue
+        before = int((recorded[table] or {}).get('rows') or 0)
+        now = current.get(table)
+        after = int(now.get('rows') or 0) if now else 0
+        if before == 0 or after >= before:
+            continue
+        ratio = (before - after) / float(before)
+        if ratio > tolerance:
+            drops.append({'table': table, 'before': before, 'after': after, 'drop': round(ratio, 4),
+                          'missing': now is None})
+    return drops
+
+
+def query_check_failures(results, checks):
+    """Compare db_info query results with the expected rows of each check.
+
+    ``checks``: ``[{'sql': ..., 'expected': [[...], ...], 'name': optional}]``; ``results``: the
+    ``query_results`` list, same order. Values are compared as text so 3 == '3' == 3.0 is not a trap
+    only when the user wrote them alike: ``expected`` rows are compared after ``str()`` of each value."""
+    if len(results) != len(checks):
+        raise AnsibleFilterError('query_check_failures: %d results for %d checks' % (len(results), len(checks)))
+    failures = []
+    for check, rows in zip(checks, results):
+        if 'expected' not in check:
+            continue
+        want = [[_norm(v) for v in row] for row in check['expected']]
+        got = [[_norm(v) for v in row] for row in rows]
+        if want != got:
+            failures.append({'name': check.get('name') or check['sql'], 'sql': check['sql'],
+                             'expected': check['expected'], 'actual': rows})
+    return failures
+
+
+def _norm(v):
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _parse(ts):
+    try:
+        return datetime.datetime.strptime(ts, '%Y-%m-%dT%H:%M:%SZ')
+    except (TypeError, ValueError):
+        return None
+
+
+def downtime_seconds(phases):
+    """Seconds from the start of 'maintenance_on' to the end of 'maintenance_off' (or the last phase)."""
+    start = end = None
+    for p in phases or []:
+        if p.get('name') == 'maintenance_on' and start is None:
+            start = _parse(p.get('start'))
+        if p.get('name') == 'maintenance_off':
+            end = _parse(p.get('end'))
+    if start is None:
+        return None
+    if end is None:
+        ends = [_parse(p.get('end')) for p in phases if p.get('end')]
+        ends = [e for e in ends if e]
+        if not ends:
+            return None
+        end = max(ends)
+    return int((end - start).total_seconds())
+
+
+def collect_window_report(hostvars, hosts_all, active_hosts, key='window__report', run=None):
+    """Assemble the fleet report from each host's ``key`` fact.
+
+    A host with no record never started (a later serial batch, or the play stopped first). A host whose
+    record is still ``in_progress`` but that is no longer active was lost (unreachable) mid-window."""
+    active = set(active_hosts or [])
+    hosts = {}
+    for name in hosts_all:
+        try:
+            record = hostvars[name].get(key)
+        except (KeyError, AttributeError):
+            record = None
+        if not record:
+            hosts[name] = {'status': 'not_started', 'phases': []}
+            continue
+        record = dict(record)
+        if record.get('status') == 'in_progress' and name not in active:
+            record['status'] = 'lost'
+            record.setdefault('error', 'host became unreachable during the window')
+        record['downtime_seconds'] = downtime_seconds(record.get('phases'))
+        hosts[name] = record
+    summary = dict((s, sorted(n for n, r in hosts.items() if r['status'] == s)) for s in STATUS_ORDER)
+    summary = dict((k, v) for k, v in summary.items() if v)
+    report = dict(run or {})
+    report['hosts'] = hosts
+    report['summary'] = summary
+    report['ok'] = all(r['status'] in ('migrated', 'unchanged') for r in hosts.values())
+    return report
+
+
+def _phase_rows(rec):
+    rows = []
+    for p in rec.get('phases') or []:
+        rows.append((p.get('name', ''), p.get('start', ''), p.get('end', ''), p.get('status', ''),
+                     p.get('detail', '') or ''))
+    return rows
+
+
+def window_report_markdown(report):
+    """The report as Markdown for a human at 2 a.m.: verdict first, then each host."""
+    lines = ['# Maintenance window %s' % report.get('run_id', ''), '']
+    verdict = 'SUCCEEDED' if report.get('ok') else 'FAILED'
+    lines.append('**%s** - release %s, topology %s, rollback strategy %s.' % (
+        verdict, report.get('release', '?'), report.get('topology', '?'), report.get('rollback_strategy', '?')))
+    lines.append('')
+    for status, names in report.get('summary', {}).items():
+        lines.append('- %s: %s' % (status, ', '.join(names)))
+    for name in sorted(report.get('hosts', {})):
+        rec = report['hosts'][name]
+        lines += ['', '## %s: %s' % (name, rec.get('status'))]
+        if rec.get('error'):
+            lines += ['', '> %s' % str(rec['error']).replace('\n', ' ')]
+        snap = rec.get('snapshot') or {}
+        facts = [
+            ('snapshot', '%s (%s bytes)' % (snap.get('id'), snap.get('bytes')) if snap.get('id') else None),
+            ('release', '%s -> %s' % (rec.get('release_from'), rec.get('release_to')) if rec.get('release_to') else None),
+            ('migrations applied', ', '.join(rec.get('migrations_applied') or []) or None),
+            ('verification', _verification_text(rec.get('verification'))),
+            ('restored', ', '.join(k for k, v in sorted((rec.get('restored') or {}).items()) if v) or None),
+            ('downtime', '%s s' % rec['downtime_seconds'] if rec.get('downtime_seconds') is not None else None),
+        ]
+        lines.append('')
+        for label, value in facts:
+            if value:
+                lines.append('- %s: %s' % (label, value))
+        rows = _phase_rows(rec)
+        if rows:
+            lines += ['', '| phase | start | end | status | detail |', '| --- | --- | --- | --- | --- |']
+            for r in rows:
+                lines.append('| %s |' % ' | '.join(str(c).replace('|', '\\|').replace('\n', ' ') for c in r))
+    return '\n'.join(lines) + '\n'
+
+
+def _verification_text(v):
+    if not v:
+        return None
+    if v.get('ok'):
+        return 'passed (%d checks)' % len(v.get('checks') or [])
+    failed = [c.get('name') for c in v.get('checks') or [] if not c.get('ok')]
+    return 'FAILED: %s' % ', '.join(str(f) for f in failed)
+
+
+def window_report_html(report):
+    """The same report as a standalone HTML page."""
+    esc = html.escape
+    verdict = 'SUCCEEDED' if report.get('ok') else 'FAILED'
+    out = ['<!DOCTYPE html><html><head><meta charset="utf-8"><title>Maintenance window %s</title>'
+           % esc(str(report.get('run_id', ''))),
+           '<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}'
+           'td,th{border:1px solid #ccc;padding:.2em .5em}.ok{color:#060}.bad{color:#a00}</style></head><body>',
+           '<h1>Maintenance window %s</h1>' % esc(str(report.get('run_id', ''))),
+           '<p class="%s"><strong>%s</strong> - release %s, topology %s</p>' % (
+               'ok' if report.get('ok') else 'bad', verdict, esc(str(report.get('release', '?'))),
+               esc(str(report.get('topology', '?')))), '<ul>']
+    for status, names in report.get('summary', {}).items():
+        out.append('<li>%s: %s</li>' % (esc(status), esc(', '.join(names))))
+    out.append('</ul>')
+    for name in sorted(report.get('hosts', {})):
+        rec = report['hosts'][name]
+        out.append('<h2>%s: %s</h2>' % (esc(name), esc(str(rec.get('status')))))
+        if rec.get('error'):
+            out.append('<p class="bad">%s</p>' % esc(str(rec['error'])))
+        snap = rec.get('snapshot') or {}
+        if snap.get('id'):
+            out.append('<p>snapshot %s (%s bytes)</p>' % (esc(str(snap['id'])), esc(str(snap.get('bytes')))))
+        rows = _phase_rows(rec)
+        if rows:
+            out.append('<table><tr><th>phase</th><th>start</th><th>end</th><th>status</th><th>detail</th></tr>')
+            for r in rows:
+                out.append('<tr>%s</tr>' % ''.join('<td>%s</td>' % esc(str(c)) for c in r))
+            out.append('</table>')
+    out.append('</body></html>')
+    return '\n'.join(out) + '\n'
+
+
+def migration_targets(before, after):
+    """For each app whose applied migrations changed, the migration to go back to: the last one
+    applied before (``applied_migrations`` lists are in applied order), or ``zero``."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        raise AnsibleFilterError('migration_targets expects two applied_migrations dicts')
+    targets = []
+    for app in sorted(set(before) | set(after)):
+        was, now = list(before.get(app) or []), list(after.get(app) or [])
+        if was != now:
+            targets.append({'app': app, 'target': was[-1] if was else 'zero'})
+    return targets
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'row_count_drops': row_count_drops,
+            'migration_targets': migration_targets,
+            'query_check_failures': query_check_failures,
+            'collect_window_report': collect_window_report,
+            'window_report_markdown': window_report_markdown,
+            'window_report_html': window_report_html,
+        }

@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to this collection: removing snapshots so that no state in between looks complete.
+
+A complete snapshot is first renamed to ``<id>.partial`` (one atomic step; from then on it is an
+incomplete snapshot to every reader), then its files are removed. A crash midway leaves a partial
+that the next prune removes, never a complete-looking snapshot with files missing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import stat
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
+    BEGUN_FILE, PARTS_DIR, SnapshotError, fsync_dir, parse_time)
+
+
+def _let_me_in(path):
+    # Media trees keep their modes, so a directory may be read-only (0555) for a non-root user.
+    # Only directories are opened up: files may be hard links shared with a snapshot that is kept.
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode) and (st.st_mode & 0o700) != 0o700:
+        os.chmod(path, stat.S_IMODE(st.st_mode) | 0o700)
+
+
+def remove_tree(path):
+    """Remove a directory tree without following symlinks, opening up read-only directories."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    _let_me_in(path)
+    for dirpath, dirnames, dummy in os.walk(path):
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                _let_me_in(full)
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames + dirnames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) or not os.path.isdir(full):
+                os.unlink(full)
+            else:
+                os.rmdir(full)
+    os.rmdir(path)
+
+
+def delete_snapshot(store, snapshot_id):
+    path = store.path_of(snapshot_id)
+    doomed = store.partial_path(snapshot_id)
+    if os.path.lexists(doomed):
+        raise SnapshotError('cannot delete snapshot %s: %s exists' % (snapshot_id, doomed))
+    os.rename(path, doomed)
+    fsync_dir(store.root)
+    remove_tree(doomed)
+
+
+def partial_activity(path):
+    """The last sign of life of a partial snapshot: when it was begun, or when its top directory or its
+    part records last changed (media copies keep their sources' old mtimes, so files tell nothing)."""
+    times = []
+    try:
+        with open(os.path.join(path, PARTS_DIR, BEGUN_FILE), encoding='utf-8') as f:
+            times.append(parse_time(f.read().strip()).timestamp())
+    except (OSError, ValueError):
+        pass
+    for p in (path, os.path.join(path, PARTS_DIR)):
+        try:
+            times.append(os.lstat(p).st_mtime)
+        except OSError:
+            pass
+    return datetime.datetime.fromtimestamp(max(times), datetime.timezone.utc)

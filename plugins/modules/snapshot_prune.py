@@ -1,0 +1,279 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: snapshot_prune
+short_description: Apply a retention policy to a snapshot root (keep last N, GFS, newer than, pinned)
+version_added: 0.1.0
+description:
+  - Deletes the complete snapshots under O(snapshot_root) that no retention rule keeps, and removes incomplete
+    C(*.partial) leftovers (a crash, a killed task) older than O(partial_max_age).
+  - Rules - O(keep_last), O(keep_within), and the grandfather-father-son rules O(keep_hourly), O(keep_daily),
+    O(keep_weekly), O(keep_monthly), O(keep_yearly). Each rule looks at every snapshot on its own; a snapshot is
+    kept when any rule keeps it. A calendar rule keeps the newest snapshot of each of the N most recent periods
+    (UTC; ISO weeks) that have a snapshot.
+  - Never deletes the newest complete snapshot (what V(latest) resolves to), snapshots pinned by O(keep_labels)
+    or named in O(keep_ids). Directories that are not snapshots, and snapshots whose manifest cannot be read,
+    are never touched.
+  - Returns every kept and deleted snapshot id with the reasons; in check mode, deletes nothing and reports what
+    it would delete.
+  - A snapshot is deleted by renaming it to C(<id>.partial) first, so a deletion interrupted midway never
+    leaves a complete-looking snapshot with files missing. Snapshots share unchanged media files through hard
+    links, so deleting one frees only what no other snapshot links to (reported as RV(freed_bytes)).
+extends_documentation_fragment:
+  - djangoops.maintenance.snapshot
+options:
+  keep_last:
+    description: Keep the N most recent snapshots.
+    type: int
+  keep_within:
+    description:
+      - Keep every snapshot taken within this duration before now - a number and a unit (C(s), C(m), C(h), C(d),
+        C(w)), for example V(36h), V(7d), V(2w), V(1w3d).
+    type: str
+  keep_hourly:
+    description: Keep the newest snapshot of each of the N most recent hours that have one.
+    type: int
+  keep_daily:
+    description: Keep the newest snapshot of each of the N most recent days (UTC) that have one.
+    type: int
+  keep_weekly:
+    description: Keep the newest snapshot of each of the N most recent ISO weeks that have one.
+    type: int
+  keep_monthly:
+    description: Keep the newest snapshot of each of the N most recent months that have one.
+    type: int
+  keep_yearly:
+    description: Keep the newest snapshot of each of the N most recent years that have one.
+    type: int
+  keep_labels:
+    description:
+      - Pins - snapshots whose labels match are always kept.
+      - A list of label names keeps snapshots that have any of those labels, whatever the value (V([pinned])).
+      - 'A dict keeps snapshots whose label has the given value, or one of a list of values; V(null) or V(*) means
+        any value (V({pinned: "true", release: [v1.0, v2.0]})).'
+      - "Values compare case-insensitively, so a label set with YAML C(pinned: true) (stored as V(True)) matches
+        V(true)."
+    type: raw
+    default: {pinned: 'true'}
+  keep_ids:
+    description: Ids of snapshots to keep whatever the rules say.
+    type: list
+    elements: str
+    default: []
+  remove_partials:
+    description: Remove C(*.partial) directories older than O(partial_max_age).
+    type: bool
+    default: true
+  partial_max_age:
+    description:
+      - Age (since the partial snapshot was begun or last changed) after which an incomplete snapshot is
+        considered abandoned. Set it above the longest time a snapshot takes to write. Same syntax as
+        O(keep_within).
+    type: str
+    default: 1d
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details: Lists what would be deleted and what would be freed; deletes nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: full
+    details: The snapshot ids before and after pruning.
+notes:
+  - At least one of O(keep_last), O(keep_within) and the calendar rules is required; pins alone would delete
+    everything else.
+seealso:
+  - module: djangoops.maintenance.snapshot_info
+  - module: djangoops.maintenance.media_snapshot
+author:
+  - djangoops maintainers (@djangoops)
+'''
+
+EXAMPLES = r'''
+- name: Keep a week of everything, then 14 dailies, 8 weeklies and 12 monthlies
+  djangoops.maintenance.snapshot_prune:
+    snapshot_root: /var/backups/django
+    keep_within: 7d
+    keep_daily: 14
+    keep_weekly: 8
+    keep_monthly: 12
+
+- name: Keep the last 5 and anything labelled with a release or pinned
+  djangoops.maintenance.snapshot_prune:
+    snapshot_root: /var/backups/django
+    keep_last: 5
+    keep_labels: [pinned, release]
+
+- name: What would go?
+  djangoops.maintenance.snapshot_prune:
+    snapshot_root: /var/backups/django
+    keep_last: 3
+  check_mode: true
+  diff: true
+  register: would
+'''
+
+RETURN = r'''
+kept:
+  description: Snapshots kept, newest first, with every reason that keeps them.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{id: 20261124T040512Z-k3j9q2, created_at: '2026-11-24T04:05:12.000000Z',
+            reasons: ['keep_daily: newest of 2026-11-24 (1 of 14)', 'newest complete snapshot']}]
+deleted:
+  description: Snapshots deleted (in check mode, that would be), newest first, with why no rule keeps them.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{id: 20261001T040512Z-a1b2c3, created_at: '2026-10-01T04:05:12.000000Z',
+            reasons: ['older than 7d', 'daily 2026-10-01 is beyond the 14 most recent']}]
+partials_removed:
+  description: Incomplete snapshots removed (in check mode, that would be), with their age in seconds.
+  returned: always
+  type: list
+  elements: dict
+partials_kept:
+  description: Incomplete snapshots left alone because they are younger than O(partial_max_age).
+  returned: always
+  type: list
+  elements: str
+ignored:
+  description: Entries under the root that are neither snapshots nor partials, or whose manifest cannot be read.
+  returned: always
+  type: list
+  elements: str
+freed_bytes:
+  description: Disk space freed (in check mode, that would be) - blocks not shared with any kept snapshot.
+  returned: always
+  type: int
+'''
+
+import datetime
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import ModuleFailure, run_manager
+from ansible_collections.djangoops.maintenance.plugins.module_utils._retention import (
+    Policy, RetentionError, parse_duration, plan, stale_partials)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
+    SnapshotError, SnapshotStore, parse_time, read_manifest)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_remove import (
+    delete_snapshot, partial_activity, remove_tree)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tree import disk_usage
+
+PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
+
+
+class SnapshotPruneManager(object):
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.partial_result = {}
+
+    def policy(self):
+        p = self.p
+        try:
+            policy = Policy(keep_last=p['keep_last'], keep_within=p['keep_within'], keep_labels=p['keep_labels'],
+                            keep_ids=p['keep_ids'], **dict(('keep_' + n, p['keep_' + n]) for n in PERIODS))
+            max_age = parse_duration(p['partial_max_age'], 'partial_max_age')
+        except RetentionError as e:
+            raise ModuleFailure(str(e))
+        if not policy.has_time_rules():
+            raise ModuleFailure('no retention rule given: set keep_last, keep_within or a keep_hourly ... keep_yearly '
+                                'rule (refusing to delete every snapshot but the newest and the pinned ones)')
+        return policy, max_age
+
+    def run(self):
+        policy, max_age = self.policy()
+        store = SnapshotStore(self.p['snapshot_root'])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        snaps, partials, ignored = self.survey(store)
+        complete = store.list()
+        newest = complete[-1].id if complete else None
+        decisions = plan(snaps, policy, now, newest_id=newest)
+        doomed = [d for d in decisions if not d['keep']]
+        stale = stale_partials(partials, max_age, now) if self.p['remove_partials'] else []
+        stale_names = set(s['name'] for s in stale)
+        usage = disk_usage([store.path_of(d['id']) for d in doomed]
+                           + [os.path.join(store.root, s['name']) for s in stale])
+
+        result = dict(
+            changed=bool(doomed or stale),
+            kept=[self.entry(d) for d in decisions if d['keep']],
+            deleted=[self.entry(d) for d in doomed],
+            partials_removed=stale,
+            partials_kept=[p['name'] for p in partials if p['name'] not in stale_names],
+            ignored=ignored,
+            freed_bytes=usage['exclusive_disk_bytes'],
+        )
+        if self.module._diff:
+            before = sorted(d['id'] for d in decisions) + sorted(p['name'] for p in partials)
+            after = sorted(d['id'] for d in decisions if d['keep']) + sorted(result['partials_kept'])
+            result['diff'] = dict(before='\n'.join(before) + '\n', after='\n'.join(after) + '\n',
+                                  before_header=store.root, after_header=store.root + ' (pruned)')
+        if self.module.check_mode:
+            return result
+        self.partial_result = dict(result, deleted=[], partials_removed=[])
+        # Oldest first: if something fails midway, what is left is the newer part of the history.
+        for d in reversed(doomed):
+            delete_snapshot(store, d['id'])
+            self.partial_result['deleted'].append(self.entry(d))
+        for s in stale:
+            remove_tree(os.path.join(store.root, s['name']))
+            self.partial_result['partials_removed'].append(s)
+        return result
+
+    @staticmethod
+    def entry(decision):
+        return dict(id=decision['id'], created_at=decision['time'].strftime('%Y-%m-%dT%H:%M:%S.%fZ'),
+                    reasons=decision['reasons'])
+
+    @staticmethod
+    def survey(store):
+        """Complete snapshots with a readable time, partials with their last activity, and the rest."""
+        snaps, partials, ignored = [], [], []
+        for name, kind in store.entries():
+            full = os.path.join(store.root, name)
+            if kind == 'partial':
+                partials.append(dict(name=name, time=partial_activity(full)))
+                continue
+            if kind != 'complete':
+                ignored.append(name)
+                continue
+            try:
+                manifest = read_manifest(full)
+                when = parse_time(manifest.get('created_at') or manifest['completed_at'])
+            except (SnapshotError, KeyError, ValueError, TypeError):
+                ignored.append(name)
+                continue
+            snaps.append(dict(id=name, time=when, labels=manifest.get('labels') or {}))
+        return snaps, partials, ignored
+
+
+def main():
+    argument_spec = dict(
+        snapshot_root=dict(type='path', required=True),
+        keep_last=dict(type='int'),
+        keep_within=dict(type='str'),
+        keep_labels=dict(type='raw', default={'pinned': 'true'}),
+        keep_ids=dict(type='list', elements='str', default=[]),
+        remove_partials=dict(type='bool', default=True),
+        partial_max_age=dict(type='str', default='1d'),
+    )
+    for name in PERIODS:
+        argument_spec['keep_' + name] = dict(type='int')
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run_manager(module, SnapshotPruneManager)
+
+
+if __name__ == '__main__':
+    main()

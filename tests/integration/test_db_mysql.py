@@ -1,0 +1,430 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""db_snapshot / db_restore against a real MariaDB server, with the real mariadb-dump and mariadb."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import unique_name
+from support.modules import COLLECTIONS_PATH, run_module
+from support.mysql_data import (content_digest, fill_blobs, make_shop, make_tls_files, make_wrapper, mutate,
+                                next_auto_increment, schema)
+from support.servers import MariaDBServer
+from support.watch import assert_secret_absent, run_module_traced
+
+
+def snap(server, db, root, **kw):
+    args = server.conn_args(db)
+    args.update(snapshot_root=root)
+    args.update(kw)
+    return run_module('db_snapshot', args)
+
+
+def restore(server, db, root, **kw):
+    args = server.conn_args(db)
+    args.update(snapshot_root=root)
+    args.update(kw)
+    return run_module('db_restore', args)
+
+
+def root_entries(root):
+    return sorted(os.listdir(root)) if os.path.isdir(root) else []
+
+
+@pytest.fixture
+def shop(mariadb_server, mysql_db):
+    make_shop(mariadb_server, mysql_db)
+    return mysql_db
+
+
+@pytest.fixture
+def other_db(mariadb_server):
+    """A name for a database a test creates; dropped afterwards whatever happened."""
+    name = unique_name('myo')
+    yield name
+    mariadb_server.drop_database(name)
+
+
+@pytest.mark.parametrize('compression', ['none', 'zstd'])
+def test_round_trip_is_exact(mariadb_server, shop, snapshot_root, compression):
+    server = mariadb_server
+    before_schema, before_rows = schema(server, shop), content_digest(server, shop)
+    next_id = next_auto_increment(server, shop, 'customer')
+    assert next_id == 301  # five rows were deleted from the tail: it is not max(id) + 1
+    r = snap(server, shop, snapshot_root, compression=compression, table_stats='checksums')
+    assert not r.failed, r
+    assert r['changed'] is True and r['finalized'] is True and r['compression'] == compression
+    assert r['files'][0]['path'] == 'database/database.sql' + {'none': '', 'zstd': '.zst'}[compression]
+    assert r['tables']['customer']['rows'] == 295 and len(r['tables']['customer']['checksum']) == 16
+    assert set(r['tables']) == {'customer', 'product', 'order', 'order_item', 'legacy_note', 'audit_log',
+                                'odd name é'}, 'base tables only, no views'
+    for dirpath, dirs, files in os.walk(snapshot_root):
+        assert os.stat(dirpath).st_mode & 0o777 == 0o700, dirpath
+        for f in files:
+            assert os.stat(os.path.join(dirpath, f)).st_mode & 0o777 == 0o600, f
+        del dirs
+
+    mutate(server, shop)
+    assert schema(server, shop) != before_schema and content_digest(server, shop) != before_rows
+
+    r2 = restore(server, shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert not r2.failed, r2
+    assert r2['tables_compared'] == 'checksums' and r2['tables_match'] is True
+    assert r2['mysql_definers'] == 'keep'
+    assert schema(server, shop) == before_schema
+    assert content_digest(server, shop) == before_rows
+    server.sql("INSERT INTO customer (email) VALUES ('after@example.org')", database=shop)
+    assert server.sql("SELECT id FROM customer WHERE email = 'after@example.org'", database=shop)[0][0] == next_id
+    assert str(server.sql('SELECT price_with_tax(10.00)', database=shop)[0][0]) == '11.90'
+    server.sql("CALL add_customer('proc@example.org')", database=shop)
+    server.sql("INSERT INTO product (sku, title) VALUES ('T-1', 'triggered')", database=shop)
+    assert server.sql("SELECT COUNT(*) FROM audit_log WHERE msg = 'product T-1'", database=shop)[0][0] == 1
+
+
+def test_manifest_records_what_the_restore_needs(mariadb_server, shop, snapshot_root):
+    r = snap(mariadb_server, shop, snapshot_root)
+    assert not r.failed, r
+    with open(os.path.join(snapshot_root, r['snapshot_id'], 'manifest.json'), encoding='utf-8') as f:
+        part = json.load(f)['parts']['database']
+    assert part['engine'] == 'mysql' and part['format'] == 'sql' and part['database'] == shop
+    assert part['server_flavour'] == 'mariadb' and part['client_flavour'] == 'mariadb'
+    assert part['client_tool'] == 'mariadb-dump' and part['server_version'] == r['server_version']
+    assert (part['charset'], part['collation']) == ('utf8mb4', 'utf8mb4_bin')
+    assert part['views'] == ['order_totals'] and part['definers'] == ['djangoops@%']
+    assert part['tables']['order_item'] == {'rows': 1500, 'checksum': None}
+    dump_cmd = [c for c in part['commands'] if 'mariadb-dump' in c][0]
+    for flag in ('--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', '--quick',
+                 '--default-character-set=utf8mb4'):
+        assert flag in dump_cmd
+    assert dump_cmd.split()[1].startswith('--defaults-extra-file=')
+    assert '--databases' not in dump_cmd
+
+
+def test_restore_into_another_created_database_keeps_charset(mariadb_server, shop, snapshot_root, other_db):
+    server = mariadb_server
+    r = snap(server, shop, snapshot_root, compression='gzip', table_stats='checksums')
+    assert not r.failed, r
+    res = restore(server, other_db, snapshot_root)
+    assert res.failed and 'does not exist' in res['msg'] and 'create: true' in res['msg']
+    res = restore(server, other_db, snapshot_root, create=True)
+    assert not res.failed, res
+    assert res['snapshot_id'] == r['snapshot_id'] and res['tables_match'] is True
+    assert server.sql('SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA '
+                      'WHERE SCHEMA_NAME = %s', params=(other_db,))[0] == ('utf8mb4', 'utf8mb4_bin')
+    assert schema(server, other_db, rename=other_db) == dict(
+        (k, v) for k, v in schema(server, shop).items() if k != 'database') | {
+        'database': ('utf8mb4', 'utf8mb4_bin')}
+    assert content_digest(server, other_db) == content_digest(server, shop)
+
+
+def test_definers_missing_on_target_refuse_or_rewrite(mariadb_server, shop, snapshot_root):
+    server = mariadb_server
+    ghost = unique_name('ghost')
+    server.sql("CREATE DEFINER = `%s`@`%%` SQL SECURITY DEFINER VIEW ghost_view AS SELECT COUNT(*) AS n FROM customer"
+               % ghost, database=shop)
+    r = snap(server, shop, snapshot_root, table_stats='checksums')
+    assert not r.failed, r
+    mutate(server, shop)
+    mutated = content_digest(server, shop)
+    res = restore(server, shop, snapshot_root)
+    assert res.failed and '%s@%%' % ghost in res['msg'] and 'mysql_definers: current_user' in res['msg']
+    assert 'Nothing was changed' in res['msg'] and content_digest(server, shop) == mutated
+    res = restore(server, shop, snapshot_root, mysql_definers='current_user')
+    assert not res.failed, res
+    assert res['tables_match'] is True and res['definers_rewritten'] >= 6
+    definers = server.sql("SELECT DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s UNION "
+                          "SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s UNION "
+                          "SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s UNION "
+                          "SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s",
+                          params=(shop,) * 4)
+    assert [d[0] for d in definers] == ['djangoops@%']
+    assert server.sql('SELECT n FROM ghost_view', database=shop)[0][0] == 295, 'the view works now'
+
+
+def test_unix_socket_without_password(mariadb_server, shop, snapshot_root, other_db):
+    args = dict(engine='mysql', database=shop, login_unix_socket=mariadb_server.socket, login_user='root',
+                snapshot_root=snapshot_root)
+    r = run_module('db_snapshot', dict(args, table_stats='checksums'))
+    assert not r.failed, r
+    r2 = run_module('db_restore', dict(args, database=other_db, create=True))
+    assert not r2.failed, r2
+    assert r2['tables_match'] is True
+
+
+def test_check_mode_writes_and_changes_nothing(mariadb_server, shop, snapshot_root):
+    server = mariadb_server
+    r = snap(server, shop, snapshot_root)
+    assert not r.failed, r
+    mutate(server, shop)
+    mutated_schema, mutated_rows = schema(server, shop), content_digest(server, shop)
+    args = server.conn_args(shop)
+    r_check = run_module('db_snapshot', dict(args, snapshot_root=snapshot_root + '2'), check=True)
+    assert not r_check.failed and r_check['changed'] is True, r_check
+    assert r_check['server_version'] and r_check['preflight']['estimated_bytes'] > 0
+    assert not os.path.exists(snapshot_root + '2')
+    r_restore = run_module('db_restore', dict(args, snapshot_root=snapshot_root, snapshot_id=r['snapshot_id']),
+                           check=True)
+    assert not r_restore.failed and r_restore['changed'] is True, r_restore
+    assert schema(server, shop) == mutated_schema and content_digest(server, shop) == mutated_rows
+
+
+def test_secrets_never_leave_the_defaults_file(mariadb_server, shop, snapshot_root, tmp_path):
+    server = mariadb_server
+    bindir, log = str(tmp_path / 'bin'), str(tmp_path / 'defaults.log')
+    make_wrapper(bindir, 'mariadb-dump', 'pass', log)
+    make_wrapper(bindir, 'mariadb', 'pass', log)
+    args = dict(server.conn_args(shop), snapshot_root=snapshot_root, client_bin_dir=bindir)
+    seen = []
+    for name, extra in (('db_snapshot', {'table_stats': 'checksums'}), ('db_restore', {})):
+        result, execs = run_module_traced(name, dict(args, **extra))
+        assert not result.failed, result
+        tools = [a for a in execs if os.path.basename(a[0]) in ('mariadb-dump', 'mariadb') and a[1:] != ['--version']]
+        assert tools, execs
+        for argv in tools:
+            assert argv[1].startswith('--defaults-extra-file='), argv
+            seen.append(argv[1].split('=', 1)[1])
+        assert_secret_absent(server.password, execs, dict(result), result.stdout, result.stderr)
+        assert 'MYSQL_PWD' not in repr(execs)
+    with open(log, encoding='utf-8') as f:
+        modes = [line.split() for line in f]
+    assert {m[0] for m in modes} == set(seen) and {(m[1], m[2]) for m in modes} == {('600', '700')}
+    for path in seen:
+        assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path)), path
+
+
+def test_wrong_password_names_the_user_not_the_password(mariadb_server, shop, snapshot_root):
+    r = snap(mariadb_server, shop, snapshot_root, login_password='not-' + mariadb_server.password)
+    assert r.failed
+    assert "'djangoops'" in r['msg'] and 'refused the login' in r['msg'], r['msg']
+    assert_secret_absent(mariadb_server.password, dict(r), r.stdout, r.stderr)
+    assert_secret_absent('not-' + mariadb_server.password, dict(r), r.stdout, r.stderr)
+    assert root_entries(snapshot_root) == []
+
+
+def test_unknown_database(mariadb_server, snapshot_root):
+    r = snap(mariadb_server, 'no_such_db_xyz', snapshot_root)
+    assert r.failed and 'no_such_db_xyz does not exist' in r['msg'], r['msg']
+    assert root_entries(snapshot_root) == []
+
+
+def test_server_down(private_mariadb_server, snapshot_root):
+    server = private_mariadb_server
+    db = unique_name('down')
+    server.create_database(db)
+    server.sql('CREATE TABLE t (id INT PRIMARY KEY)', database=db)
+    r = snap(server, db, snapshot_root)
+    assert not r.failed, r
+    server.kill()
+    r = snap(server, db, snapshot_root)
+    assert r.failed and 'cannot connect' in r['msg'] and '127.0.0.1:%d' % server.port in r['msg'], r['msg']
+    res = restore(server, db, snapshot_root)
+    assert res.failed and 'cannot connect' in res['msg']
+    assert len(root_entries(snapshot_root)) == 1, 'only the first, complete snapshot'
+
+
+def _find_dump_process(db, deadline):
+    """pid of the mariadb-dump whose argv names ``db`` (unique to this test), once it has written."""
+    while time.monotonic() < deadline:
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit():
+                continue
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    argv = f.read().split(b'\0')
+                with open('/proc/%s/io' % pid, encoding='ascii') as f:
+                    wchar = int([line for line in f if line.startswith('wchar')][0].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if argv and argv[0].endswith(b'mariadb-dump') and db.encode() in argv and wchar > 1024 * 1024:
+                return int(pid)
+        time.sleep(0.005)
+    return None
+
+
+def test_dump_tool_killed_midway_leaves_nothing(mariadb_server, mysql_db, snapshot_root):
+    fill_blobs(mariadb_server, mysql_db, 48)
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(r=snap(mariadb_server, mysql_db, snapshot_root,
+                                                               compression='zstd')))
+    worker.start()
+    pid = _find_dump_process(mysql_db, time.monotonic() + 60)
+    assert pid, 'the dump finished before it could be killed'
+    os.kill(pid, 9)
+    worker.join(120)
+    r = box['r']
+    assert r.failed and 'mariadb-dump was killed by signal 9' in r['msg'], r['msg']
+    assert root_entries(snapshot_root) == [], 'no manifest, no .partial'
+    r = snap(mariadb_server, mysql_db, snapshot_root, compression='zstd')
+    assert not r.failed, r
+    assert r['tables']['bulk']['rows'] == 48
+
+
+def test_dump_without_footer_is_an_error(mariadb_server, shop, snapshot_root, tmp_path):
+    bindir = str(tmp_path / 'bin')
+    make_wrapper(bindir, 'mariadb-dump', 'cut-footer')
+    r = snap(mariadb_server, shop, snapshot_root, client_bin_dir=bindir)
+    assert r.failed and 'does not end with the "-- Dump completed" footer' in r['msg'], r['msg']
+    assert root_entries(snapshot_root) == []
+
+
+def test_altered_or_truncated_dump_is_refused_and_target_untouched(mariadb_server, shop, snapshot_root):
+    server = mariadb_server
+    r = snap(server, shop, snapshot_root, compression='none')
+    assert not r.failed, r
+    mutate(server, shop)
+    mutated = schema(server, shop), content_digest(server, shop)
+    dump = os.path.join(snapshot_root, r['snapshot_id'], r['files'][0]['path'])
+    with open(dump, 'r+b') as f:
+        f.seek(os.path.getsize(dump) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x01]))
+    res = restore(server, shop, snapshot_root)
+    assert res.failed and 'checksum verification' in res['msg'] and 'refusing' in res['msg'], res['msg']
+    os.truncate(dump, 1000)
+    res = restore(server, shop, snapshot_root)
+    assert res.failed and 'size 1000' in res['msg'], res['msg']
+    assert (schema(server, shop), content_digest(server, shop)) == mutated
+
+
+def test_sql_error_midway_says_the_target_is_partial(mariadb_server, shop, snapshot_root):
+    """A dump the server rejects halfway (here: one whose manifest was forged to match it)."""
+    server = mariadb_server
+    r = snap(server, shop, snapshot_root, compression='none')
+    snapdir = os.path.join(snapshot_root, r['snapshot_id'])
+    dump = os.path.join(snapdir, r['files'][0]['path'])
+    with open(dump, 'rb') as f:
+        text = f.read()
+    marker = b'-- Table structure for table `order_item`'
+    text = text.replace(marker, b'THIS IS NOT SQL;\n' + marker)
+    with open(dump, 'wb') as f:
+        f.write(text)
+    with open(os.path.join(snapdir, 'manifest.json'), encoding='utf-8') as f:
+        manifest = json.load(f)
+    manifest['parts']['database']['files'][0].update(size=len(text), sha256=hashlib.sha256(text).hexdigest())
+    with open(os.path.join(snapdir, 'manifest.json'), 'w', encoding='utf-8') as f:
+        json.dump(manifest, f)
+    res = restore(server, shop, snapshot_root)
+    assert res.failed and 'PARTLY restored' in res['msg'] and 'ERROR 1064' in res['msg'], res['msg']
+    assert res['failed_command'].split()[1].startswith('--defaults-extra-file=')
+
+
+def _engine(server, db):
+    sys.path.insert(0, COLLECTIONS_PATH)
+    from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_mysql import MySQLEngine
+    return MySQLEngine(dict(server.conn_args(db), connect_timeout=10), secrets=None)
+
+
+def test_checksum_is_the_documented_digest(mariadb_server, mysql_db):
+    """count + sum mod 2**64 of the first 8 bytes of sha256 of each row's text, recomputed in Python."""
+    server = mariadb_server
+    rows = [(1, 'a', b'\x00\x01', 1.5), (2, None, b'', None), (3, '', None, -0.25), (4, '\u00e9\U0001F600', b'x', 2.0)]
+    for table, order in (('c1', rows), ('c2', rows[::-1])):
+        server.sql('CREATE TABLE %s (id INT PRIMARY KEY, s VARCHAR(20) NULL, b BLOB NULL, d DOUBLE NULL)' % table,
+                   database=mysql_db)
+        con = server.connect(mysql_db)
+        with con.cursor() as cur:
+            cur.executemany('INSERT INTO %s VALUES (%%s, %%s, %%s, %%s)' % table, order)
+        con.close()
+    server.sql("CREATE TABLE c3 (id INT PRIMARY KEY, s VARCHAR(20) NULL, b BLOB NULL, d DOUBLE NULL)",
+               database=mysql_db)
+    server.sql("INSERT INTO c3 VALUES (1, 'a', 0x0001, 1.5), (2, '', '', NULL), (3, '', NULL, -0.25), "
+               "(4, '\u00e9\U0001F600', 'x', 2.0)", database=mysql_db)  # row 2: NULL became ''
+
+    def text(v):
+        if v is None:
+            return 'n'
+        if isinstance(v, (bytes, str)):
+            return 'v' + hashlib.sha256(v if isinstance(v, bytes) else v.encode('utf-8')).hexdigest()
+        return 'v' + ('%g' % v if isinstance(v, float) else str(v))
+    total = sum(int(hashlib.sha256(','.join(text(v) for v in row).encode()).hexdigest()[:16], 16) for row in rows)
+    expected = {'rows': 4, 'checksum': '%016x' % (total % 2 ** 64)}
+
+    got = _engine(server, mysql_db).table_stats('checksums')
+    assert got['c1'] == expected
+    assert got['c2'] == expected, 'row order does not matter'
+    assert got['c3']['rows'] == 4 and got['c3']['checksum'] != expected['checksum'], 'NULL is not the empty string'
+    assert _engine(server, mysql_db).table_stats('counts')['c1'] == {'rows': 4, 'checksum': None}
+
+
+@pytest.fixture(scope='module')
+def tls_server():
+    """A MariaDB server that refuses every TCP connection without TLS."""
+    certdir = tempfile.mkdtemp(prefix='djangoops-tls-', dir='/tmp')
+    try:
+        files = make_tls_files(certdir)
+        server = MariaDBServer(extra_args=['--ssl-ca=' + files['ca'], '--ssl-cert=' + files['server'],
+                                           '--ssl-key=' + files['server-key'], '--require-secure-transport=ON'])
+        server.files = files
+        try:
+            yield server.start()
+        finally:
+            server.destroy()
+    finally:
+        shutil.rmtree(certdir, ignore_errors=True)
+
+
+def test_tls_modes_reach_pymysql_and_the_tools(tls_server, snapshot_root):
+    server = tls_server
+    db = unique_name('tls')
+    server.root_sql('CREATE DATABASE `%s`' % db)
+    server.root_sql('CREATE TABLE `%s`.t (id INT PRIMARY KEY)' % db)
+    # MariaDB answers a plain-text login under require_secure_transport with 'Access denied'; the
+    # same password works below, so this is the transport.
+    r = snap(server, db, snapshot_root, ssl_mode='disable')
+    assert r.failed and 'Access denied' in r['msg'], r['msg']
+    # require: TLS without verification, for PyMySQL and for both tools (the server takes nothing else).
+    r = snap(server, db, snapshot_root, ssl_mode='require')
+    assert not r.failed, r
+    res = restore(server, db, snapshot_root, ssl_mode='require')
+    assert not res.failed, res
+    r = snap(server, db, snapshot_root, ssl_mode='verify-full', ssl_ca=server.files['ca'])
+    assert not r.failed, r
+    r = snap(server, db, snapshot_root, ssl_mode='verify-full', ssl_ca=server.files['other-ca'])
+    assert r.failed and 'certificate verify failed' in r['msg'], r['msg']
+    assert len(root_entries(snapshot_root)) == 2
+
+
+def test_tls_option_lines_drive_the_real_client(tls_server, tmp_path):
+    """The option file the engine writes makes the mariadb client verify the server (PyMySQL,
+    which fails first in the module, is not involved here)."""
+    sys.path.insert(0, COLLECTIONS_PATH)
+    from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_client as mc
+    server = tls_server
+    endpoint = {'host': server.host, 'port': server.port}
+    outcomes = {}
+    for name, conn in (('verify-good-ca', {'ssl_mode': 'verify-full', 'ssl_ca': server.files['ca']}),
+                       ('verify-other-ca', {'ssl_mode': 'verify-full', 'ssl_ca': server.files['other-ca']}),
+                       ('disable', {'ssl_mode': 'disable'})):
+        cnf = tmp_path / (name + '.cnf')
+        cnf.write_text(mc.option_file('mariadb', endpoint, server.user, server.password, conn), encoding='utf-8')
+        os.chmod(str(cnf), 0o600)
+        p = subprocess.run(['mariadb', '--defaults-extra-file=%s' % cnf, '--batch', '--skip-column-names', '-e',
+                            "SHOW SESSION STATUS LIKE 'Ssl_version'"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           check=False)
+        outcomes[name] = (p.returncode, (p.stdout + p.stderr).decode('utf-8', 'replace'))
+    assert outcomes['verify-good-ca'][0] == 0 and 'TLS' in outcomes['verify-good-ca'][1], outcomes
+    assert outcomes['verify-other-ca'][0] != 0, outcomes
+    assert outcomes['disable'][0] != 0, outcomes
+
+
+def test_missing_pymysql_is_named(mariadb_server, mysql_db, snapshot_root, tmp_path):
+    shadow = tmp_path / 'shadow' / 'pymysql'
+    shadow.mkdir(parents=True)
+    (shadow / '__init__.py').write_text('raise ImportError("No module named \'pymysql\'")\n')
+    args = dict(mariadb_server.conn_args(mysql_db), snapshot_root=snapshot_root)
+    r = run_module('db_snapshot', args, env={'PYTHONPATH': os.pathsep.join([COLLECTIONS_PATH, str(shadow.parent)])})
+    assert r.failed and 'PyMySQL' in r['msg'] and 'python3-pymysql' in r['msg'], r['msg']
+    assert root_entries(snapshot_root) == []

@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Verification arithmetic and report assembly of the window roles."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.djangoops.maintenance.plugins.filter.window import (
+    collect_window_report, downtime_seconds, query_check_failures, row_count_drops, window_report_html,
+    window_report_markdown)
+
+RECORDED = {'shop_product': {'rows': 100}, 'shop_order': {'rows': 50}, 'django_session': {'rows': 10},
+            'shop_legacy': {'rows': 5}, 'shop_empty': {'rows': 0}}
+
+
+def test_drops_within_and_beyond_tolerance():
+    current = {'shop_product': {'rows': 95}, 'shop_order': {'rows': 60}, 'django_session': {'rows': 0},
+               'shop_empty': {'rows': 0}, 'shop_new': {'rows': 3}}
+    drops = row_count_drops(current, RECORDED, tolerance=0.1, exclude=['django_session'])
+    assert drops == [{'table': 'shop_legacy', 'before': 5, 'after': 0, 'drop': 1.0, 'missing': True}]
+    strict = row_count_drops(current, RECORDED, tolerance=0)
+    assert [d['table'] for d in strict] == ['django_session', 'shop_legacy', 'shop_product']
+    assert strict[2]['drop'] == 0.05
+
+
+@pytest.mark.parametrize('bad', [-0.1, 1.5, 'lots'])
+def test_bad_tolerance_is_named(bad):
+    with pytest.raises(AnsibleFilterError, match='tolerance'):
+        row_count_drops({}, RECORDED, tolerance=bad)
+
+
+def test_query_checks_compare_as_text():
+    checks = [{'sql': 'select count(*)', 'expected': [[3]]}, {'sql': 'select 1.0', 'expected': [['1']]},
+              {'name': 'no nulls', 'sql': 'select x', 'expected': []}, {'sql': 'select y'}]
+    assert query_check_failures([[[3]], [[1.0]], [], [[9]]], checks) == []
+    fails = query_check_failures([[[4]], [[1.0]], [[None]], []], checks)
+    assert [f['name'] for f in fails] == ['select count(*)', 'no nulls']
+    with pytest.raises(AnsibleFilterError, match='2 results for 4 checks'):
+        query_check_failures([[], []], checks)
+
+
+def test_downtime_from_maintenance_on_to_off():
+    phases = [{'name': 'lock', 'start': '2026-01-01T00:00:00Z', 'end': '2026-01-01T00:00:01Z'},
+              {'name': 'maintenance_on', 'start': '2026-01-01T00:00:02Z', 'end': '2026-01-01T00:00:03Z'},
+              {'name': 'migrate', 'start': '2026-01-01T00:00:03Z', 'end': '2026-01-01T00:01:00Z'},
+              {'name': 'maintenance_off', 'start': '2026-01-01T00:01:00Z', 'end': '2026-01-01T00:01:05Z'}]
+    assert downtime_seconds(phases) == 63
+    assert downtime_seconds(phases[:3]) == 58  # still in maintenance: up to the last phase seen
+    assert downtime_seconds(phases[:1]) is None
+
+
+class FakeHostvars(dict):
+    """hostvars as the filter sees it: a mapping of host to a mapping of variables."""
+
+
+def test_report_marks_lost_and_not_started_hosts():
+    hv = FakeHostvars({
+        'h1': {'window__report': {'status': 'migrated', 'phases': [], 'snapshot': {'id': 's1', 'bytes': 10}}},
+        'h2': {'window__report': {'status': 'restored', 'phases': [], 'error': 'migration 0007 failed',
+                                  'restored': {'database': True, 'media': True, 'release': True}}},
+        'h3': {'window__report': {'status': 'in_progress', 'phases': [], 'snapshot': {'id': 's3'}}},
+        'h4': {},
+    })
+    report = collect_window_report(hv, ['h1', 'h2', 'h3', 'h4'], ['h1'], run={'run_id': 'r1', 'release': '2.0'})
+    assert report['summary'] == {'migrated': ['h1'], 'restored': ['h2'], 'lost': ['h3'], 'not_started': ['h4']}
+    assert report['ok'] is False
+    assert report['hosts']['h3']['snapshot']['id'] == 's3'
+    md = window_report_markdown(report)
+    assert md.startswith('# Maintenance window r1') and '**FAILED**' in md
+    assert '## h3: lost' in md and 'snapshot: s3' in md and 'restored: database, media, release' in md
+    page = window_report_html(report)
+    assert '<h2>h2: restored</h2>' in page and 'migration 0007 failed' in page
+    ok = collect_window_report(FakeHostvars({'h1': {'window__report': {'status': 'migrated'}}}), ['h1'], ['h1'])
+    assert ok['ok'] is True and '**SUCCEEDED**' in window_report_markdown(ok)
+
+
+def test_html_escapes_everything():
+    report = collect_window_report(FakeHostvars({'<b>': {'window__report': {
+        'status': 'failed', 'error': '<script>x</script>', 'phases': [{'name': '<i>'}]}}}), ['<b>'], [])
+    page = window_report_html(report)
+    assert '<script>' not in page and '&lt;script&gt;' in page and '<i>' not in page
+
+
+def test_migration_targets():
+    from ansible_collections.djangoops.maintenance.plugins.filter.window import migration_targets
+    before = {'shop': ['0001_initial', '0002_stock'], 'auth': ['0001_initial'], 'blog': []}
+    after = {'shop': ['0001_initial', '0002_stock', '0003_x', '0004_y'], 'auth': ['0001_initial'],
+             'blog': ['0001_initial'], 'new': ['0001_initial']}
+    assert migration_targets(before, after) == [
+        {'app': 'blog', 'target': 'zero'}, {'app': 'new', 'target': 'zero'}, {'app': 'shop', 'target': '0002_stock'}]
+    assert migration_targets(before, before) == []
+    with pytest.raises(AnsibleFilterError):
+        migration_targets([], {})

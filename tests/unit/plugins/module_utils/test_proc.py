@@ -1,0 +1,143 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pipeline runner's judgement: which step failed, and why, with coreutils as the processes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+import pytest
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils import _proc
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
+    Step, TailTap, ToolError, private_dir, run, run_pipeline)
+
+
+class Sink(object):
+    def __init__(self):
+        self.h = hashlib.sha256()
+        self.n = 0
+
+    def write(self, data):
+        self.h.update(data)
+        self.n += len(data)
+
+
+def test_pipeline_streams_through_steps_into_sink():
+    sink = Sink()
+    r = run_pipeline([Step(['seq', '1', '100000']), Step(['gzip', '-1', '-c']), Step(['gzip', '-d', '-c'])], sink=sink)
+    expected = ''.join('%d\n' % i for i in range(1, 100001)).encode()
+    assert sink.n == len(expected) == r.bytes_out
+    assert sink.h.hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert r.returncodes == [0, 0, 0]
+
+
+def test_first_real_failure_is_reported_not_the_broken_pipe():
+    # head exits early; seq then dies of SIGPIPE. The failure that matters is `false` later on.
+    with pytest.raises(ToolError) as e:
+        run_pipeline([Step(['seq', '1', '10000000']), Step(['head', '-c', '10']), Step(['false'])], sink=Sink())
+    assert e.value.command == 'false'
+    assert 'false failed with exit status 1' in str(e.value)
+
+
+def test_a_dying_producer_fails_the_pipeline_even_if_consumers_succeed():
+    with pytest.raises(ToolError) as e:
+        run_pipeline([Step(['sh', '-c', 'echo partial; exit 3'], name='dumper'), Step(['cat'])], sink=Sink())
+    assert 'dumper failed with exit status 3' in str(e.value)
+
+
+def test_error_on_stderr_fails_a_step_that_exits_zero():
+    with pytest.raises(ToolError) as e:
+        run_pipeline([Step(['sh', '-c', 'echo data; echo "mysqldump: Got error: 2013" >&2; exit 0'],
+                           error_patterns=[r'Got error'], name='mysqldump')], sink=Sink())
+    assert 'mysqldump reported an error although it exited 0' in str(e.value)
+    assert 'Got error: 2013' in str(e.value)
+
+
+def test_killed_step_is_named_with_its_signal():
+    with pytest.raises(ToolError) as e:
+        run_pipeline([Step(['sh', '-c', 'kill -9 $$'], name='pg_dump'), Step(['cat'])], sink=Sink())
+    assert 'pg_dump was killed by signal 9' in str(e.value)
+
+
+def test_tap_sees_the_stream_between_steps_and_can_veto():
+    class FooterTap(TailTap):
+        def finish(self):
+            if not self.tail.rstrip().endswith(b'-- done'):
+                raise ToolError('dump has no completion footer')
+
+    tap = FooterTap()
+    sink = Sink()
+    run_pipeline([Step(['printf', 'a\\nb\\n-- done\\n']), tap, Step(['gzip', '-c'])], sink=sink)
+    assert tap.total == len(b'a\nb\n-- done\n') and sink.n > 0
+    with pytest.raises(ToolError, match='no completion footer'):
+        run_pipeline([Step(['printf', 'a\\nb\\n']), FooterTap(), Step(['gzip', '-c'])], sink=Sink())
+    trailing = FooterTap()
+    run_pipeline([Step(['printf', 'x\\n-- done\\n']), trailing], sink=Sink())
+    assert trailing.tail.endswith(b'-- done\n')
+
+
+def test_stdin_file_and_stdout_file(tmp_path):
+    src = tmp_path / 'in'
+    src.write_bytes(os.urandom(300000))
+    out = tmp_path / 'out'
+    run_pipeline([Step(['gzip', '-c']), Step(['gzip', '-d', '-c'])], stdin_path=str(src), stdout_path=str(out))
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_sink_failure_kills_the_processes():
+    class FullDisk(object):
+        def write(self, data):
+            raise OSError(28, 'No space left on device')
+
+    with pytest.raises(OSError, match='No space left'):
+        run_pipeline([Step(['yes'])], sink=FullDisk())
+
+
+def test_children_run_in_the_c_locale_with_extra_env():
+    out, _err = run(['sh', '-c', 'echo "$LC_ALL $PGPASSFILE"'], env={'PGPASSFILE': '/x'})
+    assert out.strip() == 'C.UTF-8 /x'
+
+
+def test_run_reports_missing_tool_and_timeout():
+    with pytest.raises(ToolError, match='could not start'):
+        run(['/nonexistent/tool'])
+    with pytest.raises(ToolError, match='timed out after 1s'):
+        run(['sleep', '5'], timeout=1)
+
+
+def test_stderr_is_bounded():
+    with pytest.raises(ToolError) as e:
+        run(['sh', '-c', 'seq 1 100000 >&2; exit 1'])
+    assert len(str(e.value)) < 10000
+    assert 'earlier lines' in str(e.value) and '100000' in str(e.value)
+
+
+def test_find_tool():
+    assert _proc.find_tool('sh').endswith('/sh')
+    assert _proc.find_tool('no-such-tool-here', required=False) is None
+    with pytest.raises(ToolError, match="'no-such-tool-here' was not found"):
+        _proc.find_tool('no-such-tool-here')
+
+
+def test_private_dir_is_private_and_removed():
+    with private_dir() as d:
+        path = d.write('pgpass', 'secret')
+        assert stat.S_IMODE(os.stat(d.path).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with pytest.raises(FileExistsError):
+            d.write('pgpass', 'again')
+        kept = d.path
+    assert not os.path.exists(kept)
+    with pytest.raises(RuntimeError):
+        with private_dir() as d:
+            kept = d.path
+            raise RuntimeError('boom')
+    assert not os.path.exists(kept)
+
+
+def test_display_quotes_arguments():
+    assert _proc.display(['pg_dump', '--dbname', "it's a db"]) == "pg_dump --dbname 'it'\"'\"'s a db'"
