@@ -133,6 +133,17 @@ def connection_options(db, include_password=False):
     return conn, sorted(unmapped)
 
 
+def password_source(password, params):
+    """Which environment option variable carries the password (its name only), or None."""
+    if not password:
+        return None
+    for option in ('secret_environment', 'environment'):
+        for key, value in sorted((params.get(option) or {}).items()):
+            if env_value(value) == password:
+                return str(key)
+    return None
+
+
 class DjangoProject(object):
     """A Django project as the modules reach it: interpreter, settings, environment, alias."""
 

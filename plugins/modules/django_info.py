@@ -187,6 +187,12 @@ database:
       description: C(OPTIONS) keys that change how Django connects but have no db_snapshot equivalent (C(service), C(read_default_file), ...).
       type: list
       elements: str
+    password_env:
+      description:
+        - Name of the O(secret_environment) or O(environment) variable whose value is the password, when there is
+          one. Ansible masks a value given in O(secret_environment) in every result, so with O(include_password=true)
+          such a password comes back masked; a play hands on its own C(secret_environment[password_env]) instead.
+      type: str
 media_root:
   description: MEDIA_ROOT.
   returned: always
@@ -311,7 +317,7 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django import (
-    DJANGO_MUTUALLY_EXCLUSIVE, DjangoProject, connection_options, django_argument_spec)
+    DJANGO_MUTUALLY_EXCLUSIVE, DjangoProject, connection_options, django_argument_spec, password_source)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django_migrations import (
     applied_per_app, plan_summary)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import run_manager
@@ -358,7 +364,7 @@ class DjangoInfoManager(object):
         keys = ('alias', 'vendor', 'django_engine', 'name', 'host', 'port', 'user', 'options', 'transactional_ddl')
         out = dict((k, db.get(k)) for k in keys)
         out.update(engine=conn['engine'], password_set=bool(db.get('password')), connection=conn,
-                   unmapped_options=unmapped)
+                   unmapped_options=unmapped, password_env=password_source(db.get('password'), self.p))
         if include:
             out['password'] = db.get('password') or ''
         return out

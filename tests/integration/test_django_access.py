@@ -134,10 +134,11 @@ def test_password_never_shows(shop_factory):  # noqa: F811
     # A password from secret_environment is masked by Ansible even when asked for: the play has it.
     r = shop.run('django_info', gather=['settings'], include_password=True)
     assert r['database']['password'] == 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
+    assert r['database']['password_env'] == 'SHOP_DB_PASSWORD'
     # One the host provides (the task's environment keyword, a settings file) is handed on when asked for.
     args = shop.args(gather=['settings'], include_password=True, secret_environment={})
     r = run_module('django_info', args, env={'SHOP_DB_PASSWORD': password})
-    assert r['database']['password'] == password
+    assert r['database']['password'] == password and r['database']['password_env'] is None
     assert r['database']['connection']['login_password'] == password
 
 

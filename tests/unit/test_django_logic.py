@@ -17,7 +17,7 @@ if COLLECTIONS_PATH not in sys.path:
 
 # pylint: disable=wrong-import-position
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django import (  # noqa: E402
-    connection_options, env_value, helper_source, settings_from_manage_py)
+    connection_options, env_value, helper_source, password_source, settings_from_manage_py)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django_fixtures import compare_counts  # noqa: E402
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django_helper import (  # noqa: E402
     effect_left, failed_step, operation_flags, plan_problems, scrub)
@@ -159,3 +159,10 @@ def test_helper_source_is_the_helper():
     source = helper_source()
     assert 'def main(argv)' in source and 'ansible' not in source.split('"""')[2].split('def ')[0]
     compile(source, 'helper', 'exec')
+
+
+def test_password_source_names_the_variable_never_the_value():
+    params = {'environment': {'SHOP_DB_NAME': 'shop'}, 'secret_environment': {'SHOP_DB_PASSWORD': 's3cret', 'K': 1}}
+    assert password_source('s3cret', params) == 'SHOP_DB_PASSWORD'
+    assert password_source('other', params) is None
+    assert password_source('', params) is None
