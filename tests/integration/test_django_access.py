@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
 import pytest
 
 from support.django_project import PROJECT, django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
-from support.modules import run_module, run_playbook
+from support.modules import COLLECTIONS_PATH, run_module, run_playbook
 from support.servers import free_port
 from support.watch import assert_secret_absent, run_module_traced
 
@@ -23,6 +24,31 @@ from support.watch import assert_secret_absent, run_module_traced
 @pytest.fixture
 def shop(shop_factory):  # noqa: F811
     return shop_factory('5.2', 'sqlite')
+
+
+BLOCK_DJANGO = """
+import sys
+if sys.prefix == %r:
+    class _NoDjango(object):
+        def find_spec(self, name, path=None, target=None):
+            if name == 'django' or name.startswith('django.'):
+                raise ImportError('django is blocked in the module interpreter by the test')
+    sys.meta_path.insert(0, _NoDjango())
+"""
+
+
+def test_module_interpreter_needs_no_django(shop, tmp_path):
+    """The module's own Python cannot import Django here; only the project's interpreter runs it."""
+    blocker = tmp_path / 'block'
+    blocker.mkdir()
+    (blocker / 'sitecustomize.py').write_text(BLOCK_DJANGO % sys.prefix)
+    env = {'PYTHONPATH': os.pathsep.join([str(blocker), COLLECTIONS_PATH])}
+    probe = subprocess.run([sys.executable, '-c', 'import django'], env=dict(os.environ, **env), check=False,
+                           stderr=subprocess.PIPE, universal_newlines=True)
+    assert probe.returncode != 0 and 'blocked' in probe.stderr, 'the blocker must work for this test to mean anything'
+    r = run_module('django_migrate', shop.args(), env=env)
+    assert not r.failed, r
+    assert r['applied_after']['shop'][-1] == '0007_order_priority'
 
 
 def test_project_path_without_manage_py(shop, tmp_path):
