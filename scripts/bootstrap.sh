@@ -110,6 +110,26 @@ PY
   done
 }
 
+# Django LTS series the Django modules are tested against; each gets a venv of its own under .build/
+# with the demo project's requirements (the module's own Python needs no Django at all).
+DJANGO_SERIES=(4.2 5.2)
+
+ensure_django_venvs() {
+  local series dir stamp want
+  for series in "${DJANGO_SERIES[@]}"; do
+    dir=$BUILD/django-$series
+    stamp=$dir/.requirements.sha256
+    want=$(printf '%s\n' "$series" | cat - "$REPO/demo/shop/requirements.txt" | sha256sum | cut -d' ' -f1)
+    [[ -x $dir/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] && continue
+    log "creating $dir (Django $series)"
+    rm -rf "$dir"
+    "$PYTHON" -m venv "$dir"
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$REPO/demo/shop/requirements.txt" \
+      "Django~=$series.0"
+    echo "$want" >"$stamp"
+  done
+}
+
 activate_env() {
   export PATH=$VENV/bin:$PATH
   export ANSIBLE_COLLECTIONS_PATH=$COLLECTIONS_PATH
