@@ -218,6 +218,24 @@ def window_report_html(report):
     return '\n'.join(out) + '\n'
 
 
+def django_connection(info, django=None):
+    """The db_snapshot/db_restore/db_info connection options of a django_info result.
+
+    django_info returns the password (with include_password) only when Django read it from the host; a
+    password the play itself passed in ``secret_environment`` comes back masked, and django_info names
+    the variable instead (``database.password_env``). Take that one from the play's own options."""
+    try:
+        database = info['database']
+        connection = dict(database['connection'])
+    except (KeyError, TypeError):
+        raise AnsibleFilterError('django_connection expects a django_info result (with database.connection)')
+    env_name = database.get('password_env')
+    secret_env = (django or {}).get('secret_environment') or {}
+    if env_name and env_name in secret_env:
+        connection['login_password'] = secret_env[env_name]
+    return connection
+
+
 def migration_targets(before, after):
     """For each app whose applied migrations changed, the migration to go back to: the last one
     applied before (``applied_migrations`` lists are in applied order), or ``zero``."""
@@ -236,6 +254,7 @@ class FilterModule(object):
         return {
             'row_count_drops': row_count_drops,
             'migration_targets': migration_targets,
+            'django_connection': django_connection,
             'query_check_failures': query_check_failures,
             'collect_window_report': collect_window_report,
             'window_report_markdown': window_report_markdown,

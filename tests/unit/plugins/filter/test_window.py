@@ -95,3 +95,16 @@ def test_migration_targets():
     assert migration_targets(before, before) == []
     with pytest.raises(AnsibleFilterError):
         migration_targets([], {})
+
+
+def test_django_connection_takes_the_password_from_secret_environment():
+    from ansible_collections.djangoops.maintenance.plugins.filter.window import django_connection
+    info = {'database': {'connection': {'engine': 'postgresql', 'database': 'shop', 'login_password': '********'},
+                         'password_env': 'SHOP_DB_PASSWORD'}}
+    conn = django_connection(info, {'secret_environment': {'SHOP_DB_PASSWORD': 's3cret'}})
+    assert conn == {'engine': 'postgresql', 'database': 'shop', 'login_password': 's3cret'}
+    assert info['database']['connection']['login_password'] == '********', 'input left alone'
+    from_host = {'database': {'connection': {'engine': 'sqlite', 'database': '/srv/db.sqlite3'}, 'password_env': None}}
+    assert django_connection(from_host, {}) == {'engine': 'sqlite', 'database': '/srv/db.sqlite3'}
+    with pytest.raises(AnsibleFilterError, match='django_info result'):
+        django_connection({'failed': True}, {})
