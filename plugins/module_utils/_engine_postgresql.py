@@ -21,12 +21,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
-import tempfile
 import threading
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    DEFAULT_LEVEL, SUFFIX, Engine, EngineError, check_compression, compressor_step, decompressor_step,
+    DEFAULT_LEVEL, SUFFIX, Engine, EngineError, check_compression, compressor_step,
     parse_version, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_client import (
     ClientTools, archive_reader_problem, dump_client_problem, major)
@@ -36,18 +34,16 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_database
     can_act_as, clean_statements, create_database_statement, database_facts, database_owner,
     drop_database_statement, maintenance_database, other_sessions, rename_database_statement, run_statement,
     server_facts, terminate_sessions)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_load import PgLoader, quote_ident
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_stats import CHECKSUM_ALGORITHM, collect
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
-    Step, TailTap, ToolError, display, run_pipeline)
-from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import free_bytes
+    Step, TailTap, ToolError, run_pipeline)
 
 DUMP_NAMES = {'custom': 'database.dump', 'plain': 'database.sql', 'directory': 'database.dir'}
 PLAIN_FOOTER = b'-- PostgreSQL database dump complete'
 SCRATCH_PREFIX = 'djangoops_restore_'
 
 PG_DUMP_ERRORS = (r'(?m)^pg_dump: (error|fatal):', r'(?m)^pg_dump: .*\b(ERROR|FATAL|PANIC):')
-PG_RESTORE_ERRORS = (r'(?m)^pg_restore: (error|fatal):', r'(?m)^pg_restore: .*\b(ERROR|FATAL|PANIC):')
-PSQL_ERRORS = (r'(?m)^psql:.*\b(ERROR|FATAL|PANIC):', r'(?m)^(ERROR|FATAL|PANIC):')
 
 
 def version_from_num(num):
@@ -55,10 +51,6 @@ def version_from_num(num):
     if num >= 100000:
         return (num // 10000, num % 10000)
     return (num // 10000, num // 100 % 100, num % 100)
-
-
-def quote_ident(name):
-    return '"%s"' % name.replace('"', '""')
 
 
 def directory_compress_args(compression, level, pg_dump_version):
@@ -74,6 +66,14 @@ def directory_compress_args(compression, level, pg_dump_version):
                               % version_text(pg_dump_version))
         return ['--compress=zstd:%d' % level]
     raise EngineError('compression %r is not available for the directory format' % (compression,))
+
+
+def with_note(error, note):
+    """The same kind of error with a sentence for the operator appended."""
+    msg = '%s; %s' % (str(error).rstrip('. '), note)
+    if isinstance(error, ToolError):
+        return ToolError(msg, command=error.command, rc=error.rc, stderr=error.stderr)
+    return type(error)(msg)
 
 
 class FooterTap(TailTap):
@@ -163,6 +163,7 @@ class PostgreSQLEngine(Engine):
         self._facts = {}
         self._dump_opts = None
         self._auto_compression = False
+        self._loaded = False
 
     # -- options -----------------------------------------------------------------------------
     def resolve_options(self, opts):
@@ -432,7 +433,11 @@ class PostgreSQLEngine(Engine):
                                       'without it use pg_clean: schemas' % e)
                 raise
             role = owner if owner != server['current_user'] else None
-            self._load(source, meta, scratch, role, opts, snapshot)
+            try:
+                self._load(source, meta, scratch, role, opts, snapshot, as_superuser=server['is_superuser'])
+            except (ToolError, EngineError) as e:
+                raise with_note(e, 'database %s was not changed: the restore ran into the scratch database %s, '
+                                   'which is dropped' % (target, scratch))
             if existing_owner:
                 self._drop_target(con, target, opts, server['server_version_num'])
             swapped = True
@@ -498,72 +503,25 @@ class PostgreSQLEngine(Engine):
         # Not a secret, but it lives and dies with the call like one.
         clean_file = self.secrets.write('clean-%s.sql' % secrets.token_hex(4), clean_sql)
         self.record('empty every schema of %s in the restore transaction:\n%s' % (target, clean_sql.strip()))
-        self._load(source, meta, target, role, opts, snapshot, clean_file=clean_file)
+        try:
+            self._load(source, meta, target, role, opts, snapshot, clean_file=clean_file,
+                       as_superuser=server['is_superuser'])
+        except (ToolError, EngineError) as e:
+            if not self._loaded:
+                raise with_note(e, 'database %s was not changed: emptying and restoring ran in one transaction, '
+                                   'which was rolled back' % target)
+            raise
 
     # -- loading -----------------------------------------------------------------------------
-    def _psql(self, database, role, clean_file):
-        argv = [self.tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction'] + \
-            self.pg.tool_args() + [dbname_option(database)]
-        if clean_file:
-            argv += ['-f', clean_file]
-        if role:
-            argv += ['-c', 'SET ROLE %s' % quote_ident(role)]
-        return Step(argv + ['-f', '-'], env=self.pg.tool_env(), error_patterns=PSQL_ERRORS, name='psql')
-
-    def _pg_restore(self, extra, database=None, role=None):
-        argv = [self.tools.path('pg_restore'), '--no-owner'] + extra
-        if database is not None:
-            argv += ['--exit-on-error'] + self.pg.tool_args() + [dbname_option(database)]
-        if role:
-            argv.append('--role=' + role)
-        return Step(argv, env=self.pg.tool_env(), error_patterns=PG_RESTORE_ERRORS, name='pg_restore')
-
-    def _run(self, items, stdin_path, opts):
-        self.record(' | '.join(display(i.argv) for i in items) + (' < %s' % stdin_path if stdin_path else ''))
-        run_pipeline(items, stdin_path=stdin_path, timeout=opts.get('timeout'))
-
-    def _load(self, source, meta, database, role, opts, snapshot, clean_file=None):
-        fmt = meta['format']
-        compression = meta.get('compression', 'none')
-        decompressor = decompressor_step(compression) if fmt != 'directory' else None
-        if fmt == 'plain' or clean_file:
-            # One psql transaction: all or nothing, the emptying of pg_clean=schemas included.
-            items = [decompressor] if decompressor else []
-            if fmt != 'plain':
-                fmt_args = ['--format=' + fmt, '--file=-']
-                items.append(self._pg_restore(fmt_args + ([] if decompressor else [source]), role=role))
-            items.append(self._psql(database, role if fmt == 'plain' else None, clean_file))
-            self._run(items, source if (decompressor or fmt == 'plain') else None, opts)
+    def _load(self, source, meta, database, role, opts, snapshot, clean_file=None, as_superuser=False):
+        loader = PgLoader(self.pg, self.tools, self.secrets, self.record)
+        if meta['format'] == 'plain' or clean_file:
+            loader.transaction(meta, source, database, role, opts, first_sql=clean_file, as_superuser=as_superuser)
         else:
-            jobs = max(1, opts.get('jobs') or 1)
-            self._load_parallel(source, meta, database, role, opts, snapshot, jobs, decompressor)
+            loader.parallel(meta, source, database, role, opts, os.path.dirname(snapshot.path),
+                            max(1, opts.get('jobs') or 1), as_superuser=as_superuser)
+        self._loaded = True
         self._analyze(database)
-
-    def _load_parallel(self, source, meta, database, role, opts, snapshot, jobs, decompressor):
-        fmt_args = ['--format=' + meta['format']]
-        if decompressor is None:
-            self._run([self._pg_restore(fmt_args + ['--jobs=%d' % jobs, source], database, role)], None, opts)
-            return
-        root = os.path.dirname(snapshot.path)
-        need = meta.get('dump_bytes')
-        if jobs == 1 or not need or free_bytes(root) < need * 1.05 + 64 * 1024 * 1024:
-            # pg_restore reads a pipe only serially; without room for the decompressed copy it still works.
-            if jobs > 1:
-                self.record('not enough free space under %s for the decompressed dump (%s bytes): restoring from '
-                            'a pipe with one job' % (root, need))
-            self._run([decompressor, self._pg_restore(fmt_args, database, role)], source, opts)
-            return
-        # A compressed custom archive restores in parallel only from a seekable file: decompress it
-        # once beside the snapshots (same filesystem, private), then let pg_restore seek.
-        tmpdir = tempfile.mkdtemp(prefix='.restore-', dir=root)
-        try:
-            plain = os.path.join(tmpdir, 'database.dump')
-            os.close(os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            self.record(display(decompressor.argv) + ' < %s > %s' % (source, plain))
-            run_pipeline([decompressor], stdin_path=source, stdout_path=plain, timeout=opts.get('timeout'))
-            self._run([self._pg_restore(fmt_args + ['--jobs=%d' % jobs, plain], database, role)], None, opts)
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
 
     def _analyze(self, database):
         """Fresh planner statistics: the application comes back to a database it can query fast."""
@@ -575,4 +533,3 @@ class PostgreSQLEngine(Engine):
             raise EngineError('ANALYZE after the restore of %s failed: %s' % (database, error_text(e)))
         finally:
             con.close()
-
