@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import psycopg
 import pytest
 
 from conftest import unique_name
@@ -279,6 +281,8 @@ def test_restore_failing_midway_leaves_target_as_it_was(pg_server, shop, snapsho
     mutated = content_digest(pg_server, shop), schema_dump(pg_server, shop)
     res = restore(pg_server, shop, snapshot_root, pg_clean=pg_clean)
     assert res.failed and 'role "%s" does not exist' % role in res['msg'], res['msg']
+    assert 'database %s was not changed' % shop in res['msg']
+    assert res['failed_command'].startswith('/')
     assert (content_digest(pg_server, shop), schema_dump(pg_server, shop)) == mutated
     assert scratch_databases(pg_server) == []
 
@@ -328,6 +332,18 @@ def test_directory_zstd_needs_a_new_pg_dump(pg_server, shop, snapshot_root):
     assert not os.path.exists(snapshot_root + '2')
 
 
+def test_client_bin_dir_is_used_or_refused(pg_server, pg_db, snapshot_root, tmp_path):
+    bindir = pg_server.bindir
+    r = snap(pg_server, pg_db, snapshot_root, client_bin_dir=bindir)
+    assert not r.failed, r
+    assert r['commands'][0].startswith(os.path.join(bindir, 'pg_dump') + ' ')
+    empty = str(tmp_path / 'no-tools')
+    os.mkdir(empty)
+    r = snap(pg_server, pg_db, snapshot_root + '2', client_bin_dir=empty)
+    assert r.failed and r['msg'] == 'pg_dump was not found in client_bin_dir %s' % empty
+    assert not os.path.exists(snapshot_root + '2')
+
+
 def test_missing_psycopg_says_what_to_install(pg_server, pg_db, snapshot_root, tmp_path):
     shadow = tmp_path / 'shadow'
     shadow.mkdir()
@@ -338,10 +354,79 @@ def test_missing_psycopg_says_what_to_install(pg_server, pg_db, snapshot_root, t
     assert r.failed and 'python3-psycopg' in r['msg'] and 'pip install psycopg' in r['msg']
 
 
-def test_ssl_mode_reaches_driver_and_tools(pg_server, pg_db, snapshot_root):
-    r = snap(pg_server, pg_db, snapshot_root, ssl_mode='require')
-    assert r.failed and 'SSL' in r['msg']
-    assert not os.path.exists(snapshot_root)
+def _openssl(*args, cwd):
+    subprocess.run(['openssl'] + list(args), cwd=cwd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _make_certificates(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate for user postgres."""
+    ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+    _openssl('req', '-x509', *ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=djangoops test CA',
+             '-days', '2', cwd=d)
+    with open(os.path.join(d, 'san.ext'), 'w', encoding='utf-8') as f:
+        f.write('subjectAltName=IP:127.0.0.1\n')
+    for name, cn, ext in (('server', '127.0.0.1', ['-extfile', 'san.ext']), ('client', 'postgres', [])):
+        _openssl('req', *ec, '-keyout', name + '.key', '-out', name + '.csr', '-subj', '/CN=' + cn, cwd=d)
+        _openssl('x509', '-req', '-in', name + '.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
+                 '-out', name + '.crt', '-days', '2', *ext, cwd=d)
+        os.chmod(os.path.join(d, name + '.key'), 0o600)
+
+
+def test_tls_options_reach_the_driver_and_every_tool(private_pg_server, tmp_path):
+    """The server accepts only TLS with a client certificate: the probe (psycopg), pg_dump and
+    pg_restore can only connect if ssl_mode, ssl_ca, ssl_cert and ssl_key all reach them."""
+    server = private_pg_server
+    certs = str(tmp_path / 'certs')
+    os.makedirs(certs)
+    _make_certificates(certs)
+    for name in ('server.crt', 'server.key', 'ca.crt'):
+        dst = os.path.join(server.base, name)
+        with open(os.path.join(certs, name), 'rb') as src, open(dst, 'wb') as out:
+            out.write(src.read())
+        os.chown(dst, pwd.getpwnam('postgres').pw_uid, -1)
+        os.chmod(dst, 0o600)
+    with open(os.path.join(server.datadir, 'pg_hba.conf'), 'w', encoding='utf-8') as f:
+        f.write('local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n')
+    admin = psycopg.connect(host=server.sockdir, port=server.port, user='postgres', dbname='postgres',
+                            autocommit=True)
+    with admin:
+        for setting, value in (('ssl_cert_file', 'server.crt'), ('ssl_key_file', 'server.key'),
+                               ('ssl_ca_file', 'ca.crt')):
+            admin.execute("ALTER SYSTEM SET %s = '%s'" % (setting, os.path.join(server.base, value)))
+        admin.execute('ALTER SYSTEM SET ssl = on')
+        admin.execute('SELECT pg_reload_conf()')
+        admin.execute('CREATE DATABASE tls_shop')
+    make_shop(_SocketServer(server), 'tls_shop', customers=20, products=5, orders=10)
+    tls = dict(ssl_mode='verify-full', ssl_ca=os.path.join(certs, 'ca.crt'),
+               ssl_cert=os.path.join(certs, 'client.crt'), ssl_key=os.path.join(certs, 'client.key'))
+    root = str(tmp_path / 'snaps')
+    deadline = time.monotonic() + 10
+    while True:  # the reload is asynchronous
+        r = snap(server, 'tls_shop', root, table_stats='checksums', **tls)
+        if not r.failed or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not r.failed, r
+    assert any('pg_dump' in c for c in r['commands'])
+    res = restore(server, 'tls_shop', root, **tls)
+    assert not res.failed, res
+    assert res['tables_match'] is True
+    no_cert = dict(tls, ssl_cert=None, ssl_key=None)
+    r = snap(server, 'tls_shop', root, **no_cert)
+    assert r.failed and 'certificate' in r['msg'], r['msg']
+    r = snap(server, 'tls_shop', root, ssl_mode='disable')
+    assert r.failed and 'no encryption' in r['msg'], r['msg']
+
+
+class _SocketServer(object):
+    """The server reached through its trusted Unix socket, for test set-up while TCP wants TLS."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def connect(self, database='postgres'):
+        return psycopg.connect(host=self.server.sockdir, port=self.server.port, user='postgres', dbname=database,
+                               autocommit=True)
 
 
 # -- secrets and check mode ------------------------------------------------------------------
@@ -421,6 +506,40 @@ def test_owner_and_users_without_createdb(pg_server, snapshot_root, extra_db):
         res = restore(pg_server, extra_db, snapshot_root, pg_clean='schemas', **as_app)
         assert not res.failed, res
         assert pg_server.sql('SELECT name FROM django_migrations', database=extra_db) == [('0001_initial',)]
+    finally:
+        pg_server.drop_database(extra_db)
+        pg_server.sql('DROP ROLE %s' % app)
+
+
+@pytest.mark.parametrize('pg_clean, jobs', [('recreate', 2), ('recreate', 1), ('schemas', 2)])
+def test_superuser_restores_a_superuser_only_extension_for_the_owner(pg_server, snapshot_root, extra_db, pg_clean,
+                                                                      jobs):
+    """dblink may only be created by a superuser, the tables belong to the application role: the
+    extension is restored as the login superuser, everything else as the owner."""
+    app = unique_name('app')
+    pg_server.sql('CREATE ROLE %s' % app)
+    pg_server.sql('CREATE DATABASE %s OWNER %s' % (extra_db, app))
+    try:
+        with pg_server.connect(extra_db) as con:
+            con.execute('CREATE EXTENSION dblink')
+            con.execute('CREATE EXTENSION pg_trgm')
+            con.execute('SET ROLE %s' % app)
+            con.execute('CREATE TABLE item (id serial PRIMARY KEY, title text)')
+            con.execute('CREATE INDEX item_title_trgm ON item USING gin (title gin_trgm_ops)')
+            con.execute("INSERT INTO item(title) SELECT 'item ' || g FROM generate_series(1, 100) g")
+        r = snap(pg_server, extra_db, snapshot_root, table_stats='checksums')
+        assert not r.failed, r
+        pg_server.sql('DROP EXTENSION dblink', database=extra_db)
+        pg_server.sql('DELETE FROM item WHERE id > 10', database=extra_db)
+        res = restore(pg_server, extra_db, snapshot_root, pg_clean=pg_clean, jobs=jobs)
+        assert not res.failed, res
+        assert res['tables_match'] is True
+        assert any('--role=' + app in c for c in res['commands'])
+        assert sorted(r[0] for r in pg_server.sql('SELECT extname FROM pg_extension', database=extra_db)) == [
+            'dblink', 'pg_trgm', 'plpgsql']
+        owners = pg_server.sql("SELECT relname, pg_get_userbyid(relowner) FROM pg_class WHERE relname LIKE 'item%'",
+                               database=extra_db)
+        assert len(owners) == 4 and all(o == app for _n, o in owners), owners
     finally:
         pg_server.drop_database(extra_db)
         pg_server.sql('DROP ROLE %s' % app)
