@@ -29,6 +29,10 @@ PSYCOPG_MISSING = ('engine postgresql needs the Python library psycopg (version 
                    'and it could not be imported: install the Debian/Ubuntu package python3-psycopg, or '
                    '"pip install psycopg" for the Python that runs the module')
 
+# ``sql`` is re-exported: the other PostgreSQL helpers take psycopg from here, guarded once.
+__all__ = ['HAS_PSYCOPG', 'PSYCOPG_MISSING', 'PgConnection', 'dbname_option', 'error_text', 'is_unreachable',
+           'passfile_line', 'psycopg', 'require_psycopg', 'sql']
+
 APPLICATION_NAME = 'djangoops.maintenance'
 
 # Session settings for our own connections: a role or database default must not kill a long checksum
@@ -40,9 +44,10 @@ SESSION_SETTINGS = (
 
 # libpq texts that mean the server was not reached or refused the login itself: connecting to another
 # database would fail the same way.
-_NOT_WORTH_RETRYING = re.compile(r'Connection refused|timeout expired|could not translate host name|No such file or '
-                          r'directory|Network is unreachable|No route to host|server closed the connection|'
-                          r'authentication failed|no password supplied|SSL')
+_NOT_WORTH_RETRYING = re.compile(
+    r'Connection refused|timeout expired|could not translate host name|No such file or directory|'
+    r'Network is unreachable|No route to host|server closed the connection|authentication failed|'
+    r'no password supplied|SSL')
 
 
 def require_psycopg():

@@ -17,7 +17,9 @@ sys.path.insert(0, COLLECTIONS_PATH)
 # pylint: disable=wrong-import-position
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import EngineError  # noqa: E402
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_postgresql import (  # noqa: E402
-    directory_compress_args, version_from_num)
+    FooterTap, directory_compress_args, version_from_num)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_load import split_toc  # noqa: E402
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import ToolError  # noqa: E402
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_client import (  # noqa: E402
     archive_reader_problem, choose_bin_dir, dump_client_problem, major)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import (  # noqa: E402
@@ -115,3 +117,31 @@ def test_which_connection_errors_are_not_worth_a_second_try():
     assert is_unreachable('FATAL:  password authentication failed for user "shop"')
     assert not is_unreachable('FATAL:  database "shop" does not exist')
     assert not is_unreachable('FATAL:  no pg_hba.conf entry for host "10.0.0.2", user "shop", database "shop"')
+
+
+def test_plain_dump_needs_its_footer_at_the_end():
+    complete = FooterTap()
+    for chunk in (b'x' * 10000, b'\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc\n'):
+        complete.observe(memoryview(chunk))
+    complete.finish()
+    cut = FooterTap()
+    cut.observe(memoryview(b'-- PostgreSQL database dump complete\n' + b'COPY t FROM stdin;\n' * 400))
+    with pytest.raises(ToolError) as e:
+        cut.finish()
+    assert 'incomplete' in str(e.value) and str(cut.total) in str(e.value)
+
+
+def test_toc_listing_splits_extensions_from_everything_else():
+    listing = """;
+; Selected TOC Entries:
+;
+2; 3079 16385 EXTENSION - dblink
+3441; 0 0 COMMENT - EXTENSION dblink
+217; 1259 16512 TABLE public t postgres
+3440; 0 0 COMMENT public TABLE t postgres
+3434; 0 16512 TABLE DATA public t postgres
+"""
+    ext, rest = split_toc(listing)
+    assert ext == ['2; 3079 16385 EXTENSION - dblink', '3441; 0 0 COMMENT - EXTENSION dblink']
+    assert '217; 1259 16512 TABLE public t postgres' in rest and '3440; 0 0 COMMENT public TABLE t postgres' in rest
+    assert not any('dblink' in line for line in rest)
