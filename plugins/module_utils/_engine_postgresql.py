@@ -481,36 +481,60 @@ class PostgreSQLEngine(Engine):
                         raise
 
     def _restore_in_place(self, source, meta, target, facts, opts, snapshot):
+        created = False
         if not facts.get('database_exists'):
-            con = self._connect_maintenance(target)
+            self._create_target(target, meta)
+            created = True
+        try:
+            con = self.pg.connect(target)
             try:
                 server = server_facts(con)
-                owner = self._choose_owner(con, None, meta, server['current_user'])
-                run_statement(con, create_database_statement(target, meta, owner, server['server_version_num']),
-                              self.record)
+                owner = database_owner(con, target)
+                if opts.get('terminate_connections'):
+                    self.record('terminate other sessions of %s: %d' % (target, terminate_sessions(con, target)))
+                else:
+                    self._refuse_if_busy(con, target)
+                clean_sql = ''.join(s.as_string(con) + ';\n' for s in clean_statements(con))
+                role = owner if owner != server['current_user'] and can_act_as(con, owner) else None
             finally:
                 con.close()
-        con = self.pg.connect(target)
-        try:
-            server = server_facts(con)
-            owner = database_owner(con, target)
-            if opts.get('terminate_connections'):
-                self.record('terminate other sessions of %s: %d' % (target, terminate_sessions(con, target)))
-            clean_sql = ''.join(s.as_string(con) + ';\n' for s in clean_statements(con))
-            role = owner if owner != server['current_user'] and can_act_as(con, owner) else None
-        finally:
-            con.close()
-        # Not a secret, but it lives and dies with the call like one.
-        clean_file = self.secrets.write('clean-%s.sql' % secrets.token_hex(4), clean_sql)
-        self.record('empty every schema of %s in the restore transaction:\n%s' % (target, clean_sql.strip()))
-        try:
+            # Not a secret, but it lives and dies with the call like one.
+            clean_file = self.secrets.write('clean-%s.sql' % secrets.token_hex(4), clean_sql)
+            self.record('empty every schema of %s in the restore transaction:\n%s' % (target, clean_sql.strip()))
             self._load(source, meta, target, role, opts, snapshot, clean_file=clean_file,
                        as_superuser=server['is_superuser'])
         except (ToolError, EngineError) as e:
-            if not self._loaded:
-                raise with_note(e, 'database %s was not changed: emptying and restoring ran in one transaction, '
-                                   'which was rolled back' % target)
-            raise
+            if self._loaded:
+                raise
+            if created:
+                self._drop_quietly(target)
+                raise with_note(e, 'database %s, created for this restore, was dropped again' % target)
+            raise with_note(e, 'database %s was not changed: emptying and restoring ran in one transaction, '
+                               'which was rolled back' % target)
+
+    def _create_target(self, target, meta):
+        con = self._connect_maintenance(target)
+        try:
+            server = server_facts(con)
+            owner = self._choose_owner(con, None, meta, server['current_user'])
+            run_statement(con, create_database_statement(target, meta, owner, server['server_version_num']),
+                          self.record)
+        finally:
+            con.close()
+
+    def _drop_quietly(self, name):
+        """Best effort: the error that led here is what the operator must see."""
+        try:
+            con = self._connect_maintenance(name)
+        except EngineError:
+            return
+        try:
+            force = server_facts(con)['server_version_num'] >= 130000
+            run_statement(con, drop_database_statement(name, force=force), self.record)
+        except Exception:  # pylint: disable=broad-except
+            pass
+        finally:
+            con.close()
 
     # -- loading -----------------------------------------------------------------------------
     def _load(self, source, meta, database, role, opts, snapshot, clean_file=None, as_superuser=False):

@@ -8,7 +8,8 @@ psql (the pipelines only; which database, and what happens around it, is the eng
   where the emptying SQL runs first in the same transaction): all or nothing.
 - ``parallel``: ``pg_restore --jobs`` into a fresh database. pg_restore reads a pipe only with one
   worker, so a compressed custom dump is first decompressed into a private file beside the
-  snapshots; without room for that it is streamed into one worker.
+  snapshots (while a second stream restores the pre-data section); without room for that it is
+  streamed into one worker.
 
 With ``--role=<owner>`` (a superuser restoring for the database owner), extensions that only a
 superuser may create would fail, so the archive's EXTENSION entries (and their comments) are
@@ -23,6 +24,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+import threading
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import decompressor_step
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import dbname_option
@@ -151,33 +153,62 @@ class PgLoader(object):
         """pg_restore with ``jobs`` workers into an empty database."""
         fmt = meta['format']
         decompressor = decompressor_step(meta.get('compression', 'none')) if fmt == 'custom' else None
+        lists = None
+        if role and as_superuser:
+            lists = self.extension_lists(fmt, source, decompressor, opts)
+            if lists:
+                self._restore_extensions(fmt, source, decompressor, database, opts, lists[0])
+        toc = lists[1] if lists else None
         if decompressor is None:
-            self._restore_file(fmt, source, None, database, role, opts, jobs, as_superuser)
+            self._restore(fmt, source, None, database, role, opts, jobs, toc)
             return
         need = meta.get('dump_bytes')
         if jobs > 1 and need and free_bytes(scratch_root) >= need + SPACE_SLACK:
-            tmpdir = tempfile.mkdtemp(prefix='.restore-', dir=scratch_root)
-            try:
-                plain = os.path.join(tmpdir, 'database.dump')
-                os.close(os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                self.record(display(decompressor.argv) + ' < %s > %s' % (source, plain))
-                run_pipeline([decompressor], stdin_path=source, stdout_path=plain, timeout=opts.get('timeout'))
-                self._restore_file(fmt, plain, None, database, role, opts, jobs, as_superuser)
-            finally:
-                shutil.rmtree(tmpdir, ignore_errors=True)
+            self._restore_decompressed(fmt, source, decompressor, database, role, opts, jobs, toc, scratch_root)
             return
         if jobs > 1:
             self.record('not enough free space under %s for the decompressed dump (%s bytes): restoring from a '
                         'pipe with one worker' % (scratch_root, need))
-        self._restore_file(fmt, source, decompressor, database, role, opts, 1, as_superuser)
+        self._restore(fmt, source, decompressor, database, role, opts, 1, toc)
 
-    def _restore_file(self, fmt, source, decompressor, database, role, opts, jobs, as_superuser):
+    def _restore_extensions(self, fmt, source, decompressor, database, opts, toc):
+        args, stdin = self._archive(fmt, source, decompressor)
+        reader = [self._reader(decompressor, partial=True)] if decompressor else []
+        self.run(reader + [self.pg_restore(args, database, toc=toc)], stdin, opts)
+
+    def _restore(self, fmt, source, decompressor, database, role, opts, jobs, toc, sections=()):
         args, stdin = self._archive(fmt, source, decompressor)
         workers = ['--jobs=%d' % jobs] if jobs > 1 else []
-        lists = self.extension_lists(fmt, source, decompressor, opts) if role and as_superuser else None
-        if lists:
-            reader = [self._reader(decompressor, partial=True)] if decompressor else []
-            self.run(reader + [self.pg_restore(args, database, toc=lists[0])], stdin, opts)
-        items = [decompressor] if decompressor else []
-        items.append(self.pg_restore(workers + args, database, role=role, toc=lists[1] if lists else None))
+        items = [self._reader(decompressor, partial=bool(sections))] if decompressor else []
+        items.append(self.pg_restore(workers + ['--section=' + s for s in sections] + args, database, role=role,
+                                     toc=toc))
         self.run(items, stdin, opts)
+
+    def _restore_decompressed(self, fmt, source, decompressor, database, role, opts, jobs, toc, scratch_root):
+        """Decompress into a private file for the parallel workers and, meanwhile, restore the
+        pre-data section (the CREATE statements, which need only the archive's table of contents)
+        from a second stream: the decompression pass then costs hardly any wall time."""
+        tmpdir = tempfile.mkdtemp(prefix='.restore-', dir=scratch_root)
+        try:
+            plain = os.path.join(tmpdir, 'database.dump')
+            os.close(os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            errors = []
+
+            def pre_data():
+                try:
+                    self._restore(fmt, source, decompressor, database, role, opts, 1, toc, sections=('pre-data',))
+                except BaseException as e:  # pylint: disable=broad-except
+                    errors.append(e)
+
+            worker = threading.Thread(target=pre_data, daemon=True)
+            worker.start()
+            try:
+                self.record(display(decompressor.argv) + ' < %s > %s' % (source, plain))
+                run_pipeline([decompressor], stdin_path=source, stdout_path=plain, timeout=opts.get('timeout'))
+            finally:
+                worker.join()
+            if errors:
+                raise errors[0]
+            self._restore(fmt, plain, None, database, role, opts, jobs, toc, sections=('data', 'post-data'))
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
