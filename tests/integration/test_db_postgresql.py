@@ -115,6 +115,10 @@ def test_restore_into_another_database(pg_server, shop, snapshot_root, extra_db)
     res = restore(pg_server, extra_db, snapshot_root, create=True, jobs=2)
     assert not res.failed, res
     assert res['database'] == extra_db and res['tables_match'] is True
+    # a compressed custom dump: decompressed to a private file for two workers, pre-data meanwhile
+    restores = [c for c in res['commands'] if 'pg_restore' in c]
+    assert any('--section=pre-data' in c for c in restores)
+    assert any('--jobs=2 --section=data --section=post-data' in c for c in restores), restores
     assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
     assert schema_dump(pg_server, extra_db) == schema_dump(pg_server, shop)
     # and again into the now existing copy, replacing what changed there
@@ -285,18 +289,24 @@ def test_restore_failing_midway_leaves_target_as_it_was(pg_server, shop, snapsho
     assert res['failed_command'].startswith('/')
     assert (content_digest(pg_server, shop), schema_dump(pg_server, shop)) == mutated
     assert scratch_databases(pg_server) == []
+    other = unique_name('pgx')
+    res = restore(pg_server, other, snapshot_root, pg_clean=pg_clean, create=True)
+    assert res.failed and 'role "%s" does not exist' % role in res['msg'], res['msg']
+    assert other not in databases(pg_server), 'a database made for a failed restore does not stay'
 
 
-def test_busy_target_is_refused_unless_terminate_connections(pg_server, shop, snapshot_root):
+@pytest.mark.parametrize('pg_clean', ['recreate', 'schemas'])
+def test_busy_target_is_refused_unless_terminate_connections(pg_server, shop, snapshot_root, pg_clean):
     r = snap(pg_server, shop, snapshot_root)
     mutate(pg_server, shop)
     mutated = content_digest(pg_server, shop)
     app = pg_server.connect(shop)
     try:
-        res = restore(pg_server, shop, snapshot_root)
+        res = restore(pg_server, shop, snapshot_root, pg_clean=pg_clean)
         assert res.failed and 'in use by 1 other session' in res['msg'] and 'terminate_connections' in res['msg']
         assert content_digest(pg_server, shop) == mutated
-        res = restore(pg_server, shop, snapshot_root, snapshot_id=r['snapshot_id'], terminate_connections=True)
+        res = restore(pg_server, shop, snapshot_root, snapshot_id=r['snapshot_id'], terminate_connections=True,
+                      pg_clean=pg_clean)
         assert not res.failed, res
         with pytest.raises(Exception):
             app.execute('SELECT 1')
