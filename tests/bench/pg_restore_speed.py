@@ -99,8 +99,8 @@ def main():
         for stats in ('none', 'counts', 'checksums'):
             r = run_module('db_snapshot', dict(args, table_stats=stats))
             assert not r.failed, r
-            print('snapshot custom+zstd, table_stats=%-10s %7.2f s  %6.1f MiB' % (stats, r['seconds'],
-                                                                            r['bytes'] / 2.0 ** 20), flush=True)
+            print('snapshot custom+zstd, table_stats=%-10s %7.2f s  %6.1f MiB'
+                  % (stats, r['seconds'], r['bytes'] / 2.0 ** 20), flush=True)
         snaps = {}
         for label, extra in (('custom+zstd (default)', {}), ('directory+gzip', dict(format='directory'))):
             r = run_module('db_snapshot', dict(args, **extra))
