@@ -8,6 +8,7 @@ host, and the lock."""
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 
@@ -188,3 +189,93 @@ def test_a_second_window_is_refused_by_the_lock(make_rig, releases, tmp_path, re
     assert first['run'].rc == 0, first['run'].output[-6000:]
     assert app.live_release(h1) == '/srv/shop/releases/2.0' and not app.in_maintenance(h1)
     assert not os.path.exists(lock)
+
+
+def _pg_dump(server, dbname):
+    """The whole database as SQL, read from the controller (an independent view of the data)."""
+    env = dict(os.environ, PGPASSWORD=server.password)
+    p = subprocess.run([os.path.join(server.bindir, 'pg_dump'), '-h', server.host, '-p', str(server.port), '-U',
+                        server.superuser, '--no-owner', dbname], env=env, stdout=subprocess.PIPE, check=True)
+    # pg_dump 15.14+ brackets its output with \restrict/\unrestrict and a random key per run.
+    return b'\n'.join(line for line in p.stdout.split(b'\n') if not line.startswith((b'\\restrict', b'\\unrestrict')))
+
+
+def test_shared_postgres_one_app_host_fails_verification(rig, releases, tmp_path, report_dir):
+    h1, h2, h3 = rig['h1'], rig['h2'], rig['h3']
+    pg = rig.start_postgres(h3)
+    pg.create_database('shop')
+    app = FleetApp(rig, releases,
+                   db_env={'SHOP_DB_ENGINE': 'postgresql', 'SHOP_DB_NAME': 'shop', 'SHOP_DB_HOST': pg.host,
+                           'SHOP_DB_PORT': str(pg.port), 'SHOP_DB_USER': pg.superuser, 'SHOP_DB_SSLMODE': 'disable'},
+                   secret_env={'SHOP_DB_PASSWORD': pg.password})
+    app.install(h1)
+    app.install(h2, migrate=False, seed=False)
+    gv = app.group_vars({'window_topology': 'shared'})
+    broken_checks = gv['window_verify_http_checks'] + [{
+        'name': 'a page only the old release has', 'url': 'http://{{ ansible_host }}:8000/health/',
+        'headers': {'X-Djangoops-Bypass': 'fleet-bypass-token'}, 'contains': '"applied_migrations": 24'}]
+    inv = write_inventory(rig, str(tmp_path / 'inv'), ['h1', 'h2'], gv,
+                          host_vars={'h2': {'window_verify_http_checks': broken_checks}})
+    before = _pg_dump(pg, 'shop')
+    media_before = dict((h.name, app.state(h)['media']) for h in (h1, h2))
+
+    r = deploy(rig, inv, report_dir)
+    assert r.rc != 0
+    report = read_report(report_dir)
+    assert report['summary'] == {'restored': ['h1', 'h2']}, report['summary']
+    assert _pg_dump(pg, 'shop') == before, 'the shared database is exactly as before the window'
+    for h in (h1, h2):
+        assert app.live_release(h) == '/srv/shop/releases/1.0'
+        status, body = app.health(h, bypass=False)
+        assert status == 200 and body['applied_migrations'] == 24, body
+        assert not app.in_maintenance(h)
+        assert app.state(h)['media'] == media_before[h.name]
+    # The database was snapshot, migrated and restored once, by the primary.
+    assert report['hosts']['h1']['restored']['database'] is True
+    assert report['hosts']['h1']['restored']['tables_match'] is True
+    assert report['hosts']['h2']['restored']['database'] is False
+    assert report['hosts']['h1']['migrations_applied'] == ['shop.0007_order_priority']
+    assert 'verification failed' in report['hosts']['h2']['error']
+    assert 'another host' in ' '.join(p.get('detail', '') for p in report['hosts']['h1']['phases'])
+    assert 'database' in report['hosts']['h1']['snapshot']['parts']
+    assert 'database' not in report['hosts']['h2']['snapshot']['parts']
+
+
+def _mysql_dump(server, dbname, tmp_path):
+    cnf = tmp_path / 'my.cnf'
+    cnf.write_text('[client]\nuser=%s\npassword="%s"\nhost=%s\nport=%d\n' % (
+        server.user, server.password.replace('\\', '\\\\').replace('"', '\\"'), server.host, server.port))
+    cnf.chmod(0o600)
+    p = subprocess.run(['mariadb-dump', '--defaults-extra-file=%s' % cnf, '--skip-dump-date', '--routines',
+                        '--triggers', '--events', '--hex-blob', dbname], stdout=subprocess.PIPE, check=True)
+    return p.stdout
+
+
+def test_mariadb_half_applied_migration_is_restored_exactly(make_rig, releases, tmp_path, report_dir):
+    rig = make_rig(1)
+    h1 = rig['h1']
+    my = rig.start_mariadb(h1)
+    my.create_database('shop')
+    app = FleetApp(rig, releases,
+                   db_env={'SHOP_DB_ENGINE': 'mysql', 'SHOP_DB_NAME': 'shop', 'SHOP_DB_HOST': my.host,
+                           'SHOP_DB_PORT': str(my.port), 'SHOP_DB_USER': my.user},
+                   secret_env={'SHOP_DB_PASSWORD': my.password})
+    app.install(h1)
+    dj = app.group_vars()['djangoops_django']
+    gv = app.group_vars({'djangoops_django': dict(dj, environment=dict(dj['environment'], SHOP_FAIL_MIGRATION='1'))})
+    inv = write_inventory(rig, str(tmp_path / 'inv'), ['h1'], gv)
+    before = _mysql_dump(my, 'shop', tmp_path)
+
+    r = deploy(rig, inv, report_dir)
+    assert r.rc != 0
+    report = read_report(report_dir)
+    rec = report['hosts']['h1']
+    assert rec['status'] == 'restored', rec
+    # MariaDB committed the ALTER TABLE of the failed migration; the snapshot took it back out.
+    assert 'shop.0007_order_priority' in rec['error']
+    assert _mysql_dump(my, 'shop', tmp_path) == before
+    columns = [c[0] for c in my.sql("SELECT column_name FROM information_schema.columns "
+                                    "WHERE table_schema='shop' AND table_name='shop_order'")]
+    assert 'priority' not in columns
+    assert rec['restored']['tables_match'] is True
+    assert app.health(h1, bypass=False)[0] == 200
