@@ -25,3 +25,7 @@ build:
 
 clean:
 	rm -rf .build tests/output
+
+# The one-command demo: the real deploy playbook on the demo shop (SQLite) on localhost, a good and a bad release.
+demo:
+	bash scripts/demo.sh

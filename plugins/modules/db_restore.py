@@ -17,9 +17,13 @@ description:
     manifest; a missing, truncated or altered file refuses the restore and the target is left as it was.
   - The target's contents are replaced completely; afterwards it holds exactly the snapshot's schema and rows,
     and nothing created after the snapshot (a table, a column, an index a migration added) survives.
-    PostgreSQL - the database is dropped and re-created (or, with O(pg_clean=schemas), its schemas are
-    emptied) and C(pg_restore --no-owner) runs with O(jobs) workers, or C(psql) with C(ON_ERROR_STOP) in one
-    transaction for plain dumps. MySQL/MariaDB - the database is dropped and re-created with its recorded character
+    PostgreSQL - with O(pg_clean=recreate) the snapshot is restored into a new scratch database (created from
+    C(template0) with the recorded encoding and locale) and only when that succeeded is the target dropped
+    and the scratch database renamed to it, so a failed restore leaves the target as it was; with
+    O(pg_clean=schemas) the target is emptied and restored in one C(psql) transaction, so a failure rolls
+    the emptying back too. Custom and directory dumps are restored with C(pg_restore --no-owner --exit-on-error)
+    and O(jobs) workers, plain dumps with C(psql -v ON_ERROR_STOP=1 --single-transaction); then C(ANALYZE).
+    MySQL/MariaDB - the database is dropped and re-created with its recorded character
     set and collation and the dump is streamed into the client, stopping at the first error; MySQL cannot roll back
     DDL, so a failure part-way leaves the target partly restored, and the error says so (run the restore again).
     Definers are handled as O(mysql_definers) says. SQLite - the file is
@@ -55,20 +59,35 @@ options:
     default: false
   jobs:
     description:
-      - Parallel C(pg_restore) workers (PostgreSQL custom and directory formats).
+      - Parallel C(pg_restore) workers (PostgreSQL custom and directory formats, O(pg_clean=recreate)).
+      - C(pg_restore) reads a pipe only with one worker, so a compressed custom dump is first decompressed into
+        a private temporary file under O(snapshot_root) (removed afterwards); this costs one fast C(zstd -d)
+        pass and the uncompressed size in free space, and restores about as fast as C(pg_restore -j) from a
+        directory dump (see docs/engines/postgresql.md). Without room for it, or with O(jobs=1), the dump is
+        streamed into a single C(pg_restore).
+      - Not used by O(pg_clean=schemas) or plain dumps, which restore in one transaction.
     type: int
     default: 2
   pg_clean:
     description:
-      - How PostgreSQL empties the target. V(recreate) drops and re-creates the database (needs C(CREATEDB) or
-        ownership, and no other sessions; O(terminate_connections) ends them). V(schemas) drops every
-        non-system schema inside the database instead, for users who may not create databases.
+      - How PostgreSQL empties the target. V(recreate) restores into a new database, then drops the target and
+        renames the new one to it. It needs C(CREATEDB), ownership of the target (or membership in its owner
+        role), room on the server for a second copy while restoring, and no other sessions at the swap
+        (O(terminate_connections) ends them).
+      - V(schemas) drops every non-system schema (C(public) is emptied and kept with its owner and privileges),
+        extension, large object, event trigger, publication and foreign-data wrapper of the target, and restores,
+        all in one transaction; for users who may not create databases. Single-threaded.
+      - Either way, nothing created after the snapshot (a table, column, index, sequence or schema) survives.
+        Database-level settings (C(ALTER DATABASE ... SET), C(GRANT ... ON DATABASE)) are not part of a
+        snapshot, as with C(pg_dump) without C(--create); V(recreate) does not carry them over.
     type: str
     choices: [recreate, schemas]
     default: recreate
   terminate_connections:
     description:
-      - Terminate other sessions connected to the target database (PostgreSQL) before it is dropped.
+      - Terminate other sessions connected to the target database (PostgreSQL) before it is dropped (with
+        O(pg_clean=recreate), right before the swap; with V(schemas), before the restore transaction starts).
+      - Without it, a target with other sessions is refused before anything is restored.
     type: bool
     default: false
   mysql_definers:
@@ -108,6 +127,15 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
+notes:
+  - PostgreSQL - what the restore creates belongs to the target database's owner (or, for a new database,
+    the recorded owner when the login user may act as that role); when the login user is someone else,
+    C(pg_restore --role=<owner>) creates it as the owner, as a Django application expects. A superuser restores
+    the snapshot's extensions first as itself, so extensions only a superuser may create (PostGIS, dblink)
+    work for custom and directory dumps; for plain dumps, and for a login user who is not a superuser, such
+    an extension makes the restore fail (and leaves the target as it was).
+  - PostgreSQL - C(pg_restore) must be at least as new as the C(pg_dump) that wrote the snapshot; this is
+    checked before the target is touched.
 seealso:
   - module: djangoops.maintenance.db_snapshot
   - module: djangoops.maintenance.snapshot_info

@@ -16,7 +16,11 @@ description:
     content checksums), timings and the commands run in the snapshot's C(manifest.json).
   - Before writing a byte it checks that the server answers, that the client tools can dump this server
     version, and that the snapshot root has room for the estimated size plus O(space_margin).
-  - PostgreSQL is dumped with C(pg_dump) (custom, directory or plain format). MySQL/MariaDB with
+  - PostgreSQL is dumped with C(pg_dump) (custom, directory or plain format) reading a snapshot that a
+    REPEATABLE READ transaction exported (C(pg_dump --snapshot)); the same transaction counts (and checksums)
+    the tables while the dump runs, so the recorded figures describe exactly the dumped rows even while the
+    application keeps writing. The client tools are taken from O(client_bin_dir), else from the newest
+    C(/usr/lib/postgresql/<N>/bin) at least as new as the server, else from E(PATH). MySQL/MariaDB with
     C(mariadb-dump)/C(mysqldump) in one consistent transaction (C(--single-transaction)) including routines,
     triggers, events and binary data as hex; the dump must end with its completion footer. SQLite with the
     online backup API in one step, so the copy completes while the application keeps writing, then
@@ -58,7 +62,8 @@ options:
   format:
     description:
       - PostgreSQL dump format. V(custom) (default) is one file that C(pg_restore) restores in parallel;
-        V(directory) is dumped and restored with O(jobs) workers; V(plain) is SQL restored with C(psql).
+        V(directory) is dumped and restored with O(jobs) workers; V(plain) is SQL (written with C(--no-owner))
+        restored with C(psql) in one transaction.
       - MySQL always writes SQL (V(sql)), SQLite a database file (V(sqlite3)); leave this unset for them.
     type: str
     choices: [custom, directory, plain, sql, sqlite3]
@@ -66,9 +71,9 @@ options:
     description:
       - V(auto) uses zstd when C(zstd) is installed, else gzip. zstd is several times faster than gzip for a
         smaller file.
-      - Compression runs as a streaming process after the dump tool (C(pg_dump ... | zstd)), except for the
+      - Compression runs as a streaming process after the dump tool (C(pg_dump -Z 0 ... | zstd)), except for the
         PostgreSQL directory format, where C(pg_dump) compresses each file itself (gzip; zstd needs
-        C(pg_dump) 16 or later).
+        C(pg_dump) 16 or later, and V(auto) means gzip with an older C(pg_dump)).
     type: str
     choices: [auto, none, gzip, zstd]
     default: auto
@@ -88,6 +93,8 @@ options:
         in a consistent snapshot of their own just before the dump (see the notes).
       - V(counts) records row counts. V(checksums) also records an order-independent content checksum
         per table, which lets M(djangoops.maintenance.db_restore) prove a restore exact; it reads every row.
+      - PostgreSQL computes both on the server (nothing but two numbers per table travels), in parallel with
+        the dump; keys are C(schema.table). Checksums need PostgreSQL 11 or later.
     type: str
     choices: [none, counts, checksums]
     default: counts

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    'shop.middleware.MaintenanceModeMiddleware',
     'django.middleware.security.SecurityMiddleware',
     'django.contrib.sessions.middleware.SessionMiddleware',
     'django.middleware.common.CommonMiddleware',
@@ -103,4 +104,7 @@ MEDIA_ROOT = env('MEDIA_ROOT') or str(BASE_DIR / 'var' / 'media')
 
 # Demo switches for the migration tests: see README.md.
 SHOP_FAIL_MIGRATION = env_bool('FAIL_MIGRATION')
+# While this file exists the shop answers 503, except to requests with the bypass token (see shop/middleware.py).
+SHOP_MAINTENANCE_FLAG = env('MAINTENANCE_FLAG', '')
+SHOP_MAINTENANCE_BYPASS = env('MAINTENANCE_BYPASS', '')
 SHOP_PENDING_CHANGE = env_bool('PENDING_CHANGE')

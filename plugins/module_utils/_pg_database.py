@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to this collection: facts about a PostgreSQL database and the statements that create,
+drop, rename and empty one. Everything is composed with ``psycopg.sql`` (identifiers and literals
+quoted by the driver), never by string formatting."""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import EngineError
+from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import error_text, psycopg, sql
+
+LOCALE_PROVIDERS = ('icu', 'builtin')
+SYSTEM_SCHEMA_FILTER = r'''n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%' '''
+
+
+def maintenance_database(target):
+    """Where to connect to create, drop or rename ``target``: never ``target`` itself."""
+    return 'template1' if target == 'postgres' else 'postgres'
+
+
+def database_facts(con):
+    """What a restore must reproduce about the connected database, and who we are on the server."""
+    version = con.info.server_version
+    provider = "NULL, NULL, NULL"
+    if version >= 170000:
+        provider = "d.datlocprovider::text, d.datlocale, d.daticurules"
+    elif version >= 160000:
+        provider = "d.datlocprovider::text, d.daticulocale, d.daticurules"
+    elif version >= 150000:
+        provider = "d.datlocprovider::text, d.daticulocale, NULL"
+    row = con.execute(
+        'SELECT d.datname, pg_catalog.pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, '
+        'pg_catalog.pg_get_userbyid(d.datdba), pg_catalog.pg_database_size(d.oid), %s, '
+        'current_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), '
+        "pg_catalog.current_setting('server_version_num')::int "
+        'FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()' % provider).fetchone()
+    facts = dict(database=row[0], encoding=row[1], lc_collate=row[2], lc_ctype=row[3], owner=row[4],
+                 database_bytes=int(row[5]), current_user=row[9], is_superuser=bool(row[10]),
+                 server_version_num=int(row[11]))
+    if row[6] and row[6] != 'c':
+        facts['locale_provider'] = {'i': 'icu', 'b': 'builtin'}.get(row[6], row[6])
+        facts['provider_locale'] = row[7]
+        if row[8]:
+            facts['icu_rules'] = row[8]
+    facts['extensions'] = [dict(name=r[0], version=r[1], schema=r[2]) for r in con.execute(
+        'SELECT e.extname, e.extversion, n.nspname FROM pg_catalog.pg_extension e '
+        'JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace ORDER BY 1').fetchall()]
+    return facts
+
+
+def server_facts(con):
+    row = con.execute(
+        "SELECT pg_catalog.current_setting('server_version_num')::int, current_user, "
+        '(SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)').fetchone()
+    return dict(server_version_num=int(row[0]), current_user=row[1], is_superuser=bool(row[2]))
+
+
+def database_owner(con, name):
+    """Owner of database ``name``, or None when it does not exist."""
+    row = con.execute('SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = %s',
+                      (name,)).fetchone()
+    return row[0] if row else None
+
+
+def can_act_as(con, role):
+    """Whether the login user may create things owned by ``role`` (superuser, the role, or a member)."""
+    row = con.execute(
+        'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s) '
+        'AND pg_catalog.pg_has_role(current_user, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s), '
+        "'MEMBER')", (role, role)).fetchone()
+    return bool(row[0])
+
+
+def other_sessions(con, name):
+    row = con.execute('SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s '
+                      'AND pid <> pg_catalog.pg_backend_pid()', (name,)).fetchone()
+    return int(row[0])
+
+
+def terminate_sessions(con, name):
+    rows = con.execute('SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity '
+                       'WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()', (name,)).fetchall()
+    return len(rows)
+
+
+def create_database_statement(name, meta, owner, server_version_num):
+    """CREATE DATABASE from template0 with the encoding and locale the snapshot recorded."""
+    parts = [sql.SQL('CREATE DATABASE {} WITH TEMPLATE template0').format(sql.Identifier(name))]
+    if owner:
+        parts.append(sql.SQL('OWNER {}').format(sql.Identifier(owner)))
+    if meta.get('encoding'):
+        parts.append(sql.SQL('ENCODING {}').format(sql.Literal(meta['encoding'])))
+    if meta.get('lc_collate'):
+        parts.append(sql.SQL('LC_COLLATE {}').format(sql.Literal(meta['lc_collate'])))
+    if meta.get('lc_ctype'):
+        parts.append(sql.SQL('LC_CTYPE {}').format(sql.Literal(meta['lc_ctype'])))
+    provider = meta.get('locale_provider')
+    if provider:
+        if provider not in LOCALE_PROVIDERS:
+            raise EngineError('the snapshot records an unknown locale provider %r' % (provider,))
+        if server_version_num < 150000 or (provider == 'builtin' and server_version_num < 170000):
+            raise EngineError('the snapshot\'s database uses the %s locale provider, which this PostgreSQL server '
+                              '(%s) does not offer' % (provider, server_version_num))
+        parts.append(sql.SQL('LOCALE_PROVIDER {}').format(sql.SQL(provider)))
+        if meta.get('provider_locale'):
+            keyword = 'BUILTIN_LOCALE' if provider == 'builtin' else 'ICU_LOCALE'
+            parts.append(sql.SQL(keyword + ' {}').format(sql.Literal(meta['provider_locale'])))
+        if meta.get('icu_rules') and server_version_num >= 160000:
+            parts.append(sql.SQL('ICU_RULES {}').format(sql.Literal(meta['icu_rules'])))
+    return sql.SQL(' ').join(parts)
+
+
+def drop_database_statement(name, force=False):
+    stmt = sql.SQL('DROP DATABASE {}').format(sql.Identifier(name))
+    if force:
+        stmt = stmt + sql.SQL(' WITH (FORCE)')
+    return stmt
+
+
+def rename_database_statement(old, new):
+    return sql.SQL('ALTER DATABASE {} RENAME TO {}').format(sql.Identifier(old), sql.Identifier(new))
+
+
+def clean_statements(con):
+    """Statements that leave the connected database as empty as a new one from template0, for
+    ``pg_clean: schemas``: every extension, schema, large object, event trigger, publication and
+    foreign-data wrapper the dump could bring back or a later change could have added.
+
+    ``public`` is emptied but kept with its owner, ACL and comment: pg_dump never emits CREATE
+    SCHEMA public, so the restore needs it to exist."""
+    stmts = [sql.SQL('SET LOCAL client_min_messages = warning')]
+    for (name,) in con.execute('SELECT evtname FROM pg_catalog.pg_event_trigger ORDER BY 1').fetchall():
+        stmts.append(sql.SQL('DROP EVENT TRIGGER {}').format(sql.Identifier(name)))
+    for (name,) in con.execute('SELECT pubname FROM pg_catalog.pg_publication ORDER BY 1').fetchall():
+        stmts.append(sql.SQL('DROP PUBLICATION {}').format(sql.Identifier(name)))
+    # plpgsql lives in pg_catalog and comes with template0; everything else was added to this database.
+    for (name,) in con.execute("SELECT extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql' "
+                               'ORDER BY 1').fetchall():
+        stmts.append(sql.SQL('DROP EXTENSION IF EXISTS {} CASCADE').format(sql.Identifier(name)))
+    for (name,) in con.execute(
+            'SELECT w.fdwname FROM pg_catalog.pg_foreign_data_wrapper w WHERE NOT EXISTS ('
+            'SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = \'pg_catalog.pg_foreign_data_wrapper\''
+            "::pg_catalog.regclass AND d.objid = w.oid AND d.deptype = 'e') ORDER BY 1").fetchall():
+        stmts.append(sql.SQL('DROP FOREIGN DATA WRAPPER IF EXISTS {} CASCADE').format(sql.Identifier(name)))
+    stmts.append(sql.SQL('SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata'))
+    public = None
+    for name, owner, comment in con.execute(
+            'SELECT n.nspname, pg_catalog.pg_get_userbyid(n.nspowner), '
+            "pg_catalog.obj_description(n.oid, 'pg_namespace') FROM pg_catalog.pg_namespace n WHERE "
+            + SYSTEM_SCHEMA_FILTER + 'ORDER BY 1').fetchall():
+        stmts.append(sql.SQL('DROP SCHEMA IF EXISTS {} CASCADE').format(sql.Identifier(name)))
+        if name == 'public':
+            public = (owner, comment)
+    if public is None:
+        return stmts
+    owner, comment = public
+    stmts.append(sql.SQL('CREATE SCHEMA public AUTHORIZATION {}').format(sql.Identifier(owner)))
+    for grantee, privilege, grantable in con.execute(
+            "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END, "
+            'a.privilege_type, a.is_grantable FROM pg_catalog.pg_namespace n, '
+            "LATERAL pg_catalog.aclexplode(n.nspacl) a WHERE n.nspname = 'public' "
+            'AND a.grantee <> n.nspowner ORDER BY 1, 2').fetchall():
+        if not re.match(r'^[A-Z ]+$', privilege):
+            raise EngineError('unexpected privilege %r on schema public' % (privilege,))
+        stmts.append(sql.SQL('GRANT {} ON SCHEMA public TO {}{}').format(
+            sql.SQL(privilege), sql.Identifier(grantee) if grantee else sql.SQL('PUBLIC'),
+            sql.SQL(' WITH GRANT OPTION') if grantable else sql.SQL('')))
+    if comment is not None:
+        stmts.append(sql.SQL('COMMENT ON SCHEMA public IS {}').format(sql.Literal(comment)))
+    return stmts
+
+
+def run_statement(con, statement, record):
+    """Execute one composed statement, recording its text; errors become EngineError."""
+    text = statement.as_string(con)
+    record('SQL: ' + text)
+    try:
+        con.execute(statement)
+    except psycopg.Error as e:
+        raise EngineError('%s failed: %s' % (text, error_text(e)))

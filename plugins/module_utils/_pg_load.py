@@ -1,0 +1,214 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to this collection: loading a PostgreSQL snapshot part into a database with pg_restore or
+psql (the pipelines only; which database, and what happens around it, is the engine's business).
+
+- ``transaction``: everything in ONE psql transaction (plain dumps, and ``pg_clean: schemas``
+  where the emptying SQL runs first in the same transaction): all or nothing.
+- ``parallel``: ``pg_restore --jobs`` into a fresh database. pg_restore reads a pipe only with one
+  worker, so a compressed custom dump is first decompressed into a private file beside the
+  snapshots (while a second stream restores the pre-data section); without room for that it is
+  streamed into one worker.
+
+With ``--role=<owner>`` (a superuser restoring for the database owner), extensions that only a
+superuser may create would fail, so the archive's EXTENSION entries (and their comments) are
+restored first as the login user, then everything else as the owner.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import tempfile
+import threading
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import decompressor_step
+from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import dbname_option
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, display, run_pipeline
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import free_bytes
+
+PG_RESTORE_ERRORS = (r'(?m)^pg_restore: (error|fatal):', r'(?m)^pg_restore: .*\b(ERROR|FATAL|PANIC):')
+PSQL_ERRORS = (r'(?m)^psql:.*\b(ERROR|FATAL|PANIC):', r'(?m)^(ERROR|FATAL|PANIC):')
+
+# "2; 3079 16385 EXTENSION - dblink" and "3441; 0 0 COMMENT - EXTENSION dblink" in pg_restore --list.
+EXTENSION_ENTRY = re.compile(r'^\d+; \d+ \d+ (EXTENSION - |COMMENT - EXTENSION )')
+
+# Room kept free beyond the decompressed dump itself.
+SPACE_SLACK = 64 * 1024 * 1024
+
+
+def quote_ident(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def split_toc(listing):
+    """(extension entries, all other lines) of a ``pg_restore --list`` output."""
+    ext, rest = [], []
+    for line in listing.splitlines():
+        (ext if EXTENSION_ENTRY.match(line) else rest).append(line)
+    return ext, rest
+
+
+class _Collect(object):
+    """A sink that keeps a small output (a TOC listing) in memory."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def write(self, chunk):
+        self.data += chunk
+
+    def text(self):
+        return self.data.decode('utf-8', 'replace')
+
+
+class PgLoader(object):
+    def __init__(self, pg, tools, secrets_dir, record):
+        self.pg = pg
+        self.tools = tools
+        self.secrets = secrets_dir
+        self.record = record
+
+    # -- argv --------------------------------------------------------------------------------
+    def psql(self, database, files, role=None):
+        argv = [self.tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction'] + \
+            self.pg.tool_args() + [dbname_option(database)]
+        for path in files:
+            argv += ['-f', path]
+        if role:
+            argv += ['-c', 'SET ROLE %s' % quote_ident(role)]
+        return Step(argv + ['-f', '-'], env=self.pg.tool_env(), error_patterns=PSQL_ERRORS, name='psql')
+
+    def pg_restore(self, args, database=None, role=None, toc=None):
+        argv = [self.tools.path('pg_restore'), '--no-owner']
+        if toc:
+            argv.append('--use-list=' + toc)
+        if database is not None:
+            argv += ['--exit-on-error'] + self.pg.tool_args() + [dbname_option(database)]
+        if role:
+            argv.append('--role=' + role)
+        return Step(argv + args, env=self.pg.tool_env(), error_patterns=PG_RESTORE_ERRORS, name='pg_restore')
+
+    def run(self, items, stdin_path, opts, sink=None):
+        self.record(' | '.join(display(i.argv) for i in items) + (' < %s' % stdin_path if stdin_path else ''))
+        run_pipeline(items, stdin_path=stdin_path, sink=sink, timeout=opts.get('timeout'))
+
+    # -- pieces ------------------------------------------------------------------------------
+    @staticmethod
+    def _reader(decompressor, partial=False):
+        """The decompressor; for a pass that reads only the start of the archive, the reader hanging
+        up early (SIGPIPE) is expected."""
+        if decompressor is None or not partial:
+            return decompressor
+        return Step(decompressor.argv, ok_returncodes=(0, -signal.SIGPIPE), name=decompressor.name)
+
+    def _archive(self, fmt, source, decompressor):
+        """pg_restore arguments naming the archive (none when it comes on stdin) and the stdin path."""
+        if decompressor is None:
+            return ['--format=' + fmt, source], None
+        return ['--format=' + fmt], source
+
+    def extension_lists(self, fmt, source, decompressor, opts):
+        """(extensions list, rest list) files for ``--use-list``, or None when the archive has no extension."""
+        args, stdin = self._archive(fmt, source, decompressor)
+        items = [self._reader(decompressor, partial=True)] if decompressor else []
+        sink = _Collect()
+        self.run(items + [self.pg_restore(['--list'] + args)], stdin, opts, sink=sink)
+        ext, rest = split_toc(sink.text())
+        if not ext:
+            return None
+        tag = secrets.token_hex(4)
+        return (self.secrets.write('extensions-%s.list' % tag, '\n'.join(ext) + '\n'),
+                self.secrets.write('objects-%s.list' % tag, '\n'.join(rest) + '\n'))
+
+    # -- the two ways ------------------------------------------------------------------------
+    def transaction(self, meta, source, database, role, opts, first_sql=None, as_superuser=False):
+        """One psql transaction: ``first_sql`` (a file) first, then the snapshot; all or nothing."""
+        fmt = meta['format']
+        decompressor = decompressor_step(meta.get('compression', 'none'))
+        files = [first_sql] if first_sql else []
+        items = [decompressor] if decompressor else []
+        if fmt == 'plain':
+            items.append(self.psql(database, files, role=role))
+            self.run(items, source, opts)
+            return
+        args, stdin = self._archive(fmt, source, decompressor)
+        lists = self.extension_lists(fmt, source, decompressor, opts) if role and as_superuser else None
+        toc = None
+        if lists:
+            extensions_sql = os.path.join(self.secrets.path, 'extensions-%s.sql' % secrets.token_hex(4))
+            reader = [self._reader(decompressor, partial=True)] if decompressor else []
+            self.run(reader + [self.pg_restore(['--file=' + extensions_sql] + args, toc=lists[0])], stdin, opts)
+            files.append(extensions_sql)
+            toc = lists[1]
+        items.append(self.pg_restore(['--file=-'] + args, role=role, toc=toc))
+        items.append(self.psql(database, files))
+        self.run(items, stdin, opts)
+
+    def parallel(self, meta, source, database, role, opts, scratch_root, jobs, as_superuser=False):
+        """pg_restore with ``jobs`` workers into an empty database."""
+        fmt = meta['format']
+        decompressor = decompressor_step(meta.get('compression', 'none')) if fmt == 'custom' else None
+        lists = None
+        if role and as_superuser:
+            lists = self.extension_lists(fmt, source, decompressor, opts)
+            if lists:
+                self._restore_extensions(fmt, source, decompressor, database, opts, lists[0])
+        toc = lists[1] if lists else None
+        if decompressor is None:
+            self._restore(fmt, source, None, database, role, opts, jobs, toc)
+            return
+        need = meta.get('dump_bytes')
+        if jobs > 1 and need and free_bytes(scratch_root) >= need + SPACE_SLACK:
+            self._restore_decompressed(fmt, source, decompressor, database, role, opts, jobs, toc, scratch_root)
+            return
+        if jobs > 1:
+            self.record('not enough free space under %s for the decompressed dump (%s bytes): restoring from a '
+                        'pipe with one worker' % (scratch_root, need))
+        self._restore(fmt, source, decompressor, database, role, opts, 1, toc)
+
+    def _restore_extensions(self, fmt, source, decompressor, database, opts, toc):
+        args, stdin = self._archive(fmt, source, decompressor)
+        reader = [self._reader(decompressor, partial=True)] if decompressor else []
+        self.run(reader + [self.pg_restore(args, database, toc=toc)], stdin, opts)
+
+    def _restore(self, fmt, source, decompressor, database, role, opts, jobs, toc, sections=()):
+        args, stdin = self._archive(fmt, source, decompressor)
+        workers = ['--jobs=%d' % jobs] if jobs > 1 else []
+        items = [self._reader(decompressor, partial=bool(sections))] if decompressor else []
+        items.append(self.pg_restore(workers + ['--section=' + s for s in sections] + args, database, role=role,
+                                     toc=toc))
+        self.run(items, stdin, opts)
+
+    def _restore_decompressed(self, fmt, source, decompressor, database, role, opts, jobs, toc, scratch_root):
+        """Decompress into a private file for the parallel workers and, meanwhile, restore the
+        pre-data section (the CREATE statements, which need only the archive's table of contents)
+        from a second stream: the decompression pass then costs hardly any wall time."""
+        tmpdir = tempfile.mkdtemp(prefix='.restore-', dir=scratch_root)
+        try:
+            plain = os.path.join(tmpdir, 'database.dump')
+            os.close(os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            errors = []
+
+            def pre_data():
+                try:
+                    self._restore(fmt, source, decompressor, database, role, opts, 1, toc, sections=('pre-data',))
+                except BaseException as e:  # pylint: disable=broad-except
+                    errors.append(e)
+
+            worker = threading.Thread(target=pre_data, daemon=True)
+            worker.start()
+            try:
+                self.record(display(decompressor.argv) + ' < %s > %s' % (source, plain))
+                run_pipeline([decompressor], stdin_path=source, stdout_path=plain, timeout=opts.get('timeout'))
+            finally:
+                worker.join()
+            if errors:
+                raise errors[0]
+            self._restore(fmt, plain, None, database, role, opts, jobs, toc, sections=('data', 'post-data'))
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)

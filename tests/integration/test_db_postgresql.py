@@ -1,0 +1,556 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""db_snapshot / db_restore against real throwaway PostgreSQL servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import unique_name
+from support.modules import run_module
+from support.pg_data import content_digest, databases, make_shop, mutate, schema_dump, sequences
+from support.watch import assert_secret_absent, run_module_traced
+
+
+def snap(server, database, root, **kw):
+    args = dict(server.conn_args(database), snapshot_root=root)
+    args.update(kw)
+    return run_module('db_snapshot', args)
+
+
+def restore(server, database, root, **kw):
+    args = dict(server.conn_args(database), snapshot_root=root)
+    args.update(kw)
+    return run_module('db_restore', args)
+
+
+def scratch_databases(server):
+    return [d for d in databases(server) if d.startswith('djangoops_restore_')]
+
+
+def dump_file(root, result):
+    return os.path.join(root, result['snapshot_id'], result['files'][0]['path'])
+
+
+@pytest.fixture
+def shop(pg_server, pg_db):
+    make_shop(pg_server, pg_db)
+    return pg_db
+
+
+@pytest.fixture
+def extra_db(pg_server):
+    """A database name for the test to create (by restoring into it); dropped afterwards."""
+    name = unique_name('pgx')
+    yield name
+    pg_server.drop_database(name)
+
+
+@pytest.mark.parametrize('dump_opts, restore_opts', [
+    pytest.param(dict(format='custom', compression='zstd'), dict(), id='custom-zstd-recreate'),
+    pytest.param(dict(format='directory', compression='gzip', jobs=2), dict(jobs=2), id='directory-gzip-jobs2'),
+    pytest.param(dict(format='plain', compression='none'), dict(), id='plain-none-recreate'),
+    pytest.param(dict(format='custom', compression='none'), dict(pg_clean='schemas'), id='custom-none-schemas'),
+    pytest.param(dict(format='plain', compression='gzip'), dict(pg_clean='schemas'), id='plain-gzip-schemas'),
+])
+def test_round_trip_is_exact(pg_server, shop, snapshot_root, dump_opts, restore_opts):
+    before_schema, before_rows, before_seqs = (schema_dump(pg_server, shop), content_digest(pg_server, shop),
+                                               sequences(pg_server, shop))
+    r = snap(pg_server, shop, snapshot_root, table_stats='checksums', **dump_opts)
+    assert not r.failed, r
+    assert r['changed'] is True and r['finalized'] is True
+    assert r['format'] == dump_opts['format'] and r['compression'] == dump_opts['compression']
+    assert set(r['tables']) == set(before_rows)
+    for table, (rows, _digest) in before_rows.items():
+        assert r['tables'][table]['rows'] == rows, table
+        assert len(r['tables'][table]['checksum']) == 16
+    assert r['tables']['public.customer']['checksum'] != r['tables']['public.order']['checksum']
+    for dirpath, dirs, files in os.walk(snapshot_root):
+        assert os.stat(dirpath).st_mode & 0o777 == 0o700, dirpath
+        for f in files:
+            assert os.stat(os.path.join(dirpath, f)).st_mode & 0o777 == 0o600, f
+        del dirs
+    with open(os.path.join(snapshot_root, r['snapshot_id'], 'manifest.json'), encoding='utf-8') as f:
+        part = json.load(f)['parts']['database']
+    assert part['encoding'] == 'UTF8' and part['lc_collate'] == 'C.UTF-8' and part['owner'] == 'postgres'
+    assert part['pg_dump_version'] == r['client_version'] and part['server_version'] == r['server_version']
+    assert part['stats_snapshot'].startswith('same as the dump')
+
+    mutate(pg_server, shop)
+    assert schema_dump(pg_server, shop) != before_schema
+
+    r2 = restore(pg_server, shop, snapshot_root, snapshot_id=r['snapshot_id'], **restore_opts)
+    assert not r2.failed, r2
+    assert r2['changed'] is True
+    assert r2['tables_compared'] == 'checksums' and r2['tables_match'] is True
+    assert schema_dump(pg_server, shop) == before_schema
+    assert content_digest(pg_server, shop) == before_rows
+    assert sequences(pg_server, shop) == before_seqs
+    # the sequence continues where it was, not where the bad deploy left it
+    last = before_seqs[('billing', 'invoice_number')][0]
+    with pg_server.connect(shop) as con:
+        assert con.execute("INSERT INTO billing.invoice(order_id, amount) VALUES (1, 1) RETURNING number"
+                           ).fetchone()[0] == last + 1
+    assert scratch_databases(pg_server) == []
+    assert sorted(os.listdir(snapshot_root)) == [r['snapshot_id']], 'no decompression leftovers'
+
+
+def test_restore_into_another_database(pg_server, shop, snapshot_root, extra_db):
+    r = snap(pg_server, shop, snapshot_root, table_stats='checksums', jobs=2)
+    assert not r.failed, r
+    res = restore(pg_server, extra_db, snapshot_root)
+    assert res.failed and 'does not exist' in res['msg'] and 'create: true' in res['msg']
+    assert extra_db not in databases(pg_server)
+    res = restore(pg_server, extra_db, snapshot_root, create=True, jobs=2)
+    assert not res.failed, res
+    assert res['database'] == extra_db and res['tables_match'] is True
+    # a compressed custom dump: decompressed to a private file for two workers, pre-data meanwhile
+    restores = [c for c in res['commands'] if 'pg_restore' in c]
+    assert any('--section=pre-data' in c for c in restores)
+    assert any('--jobs=2 --section=data --section=post-data' in c for c in restores), restores
+    assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+    assert schema_dump(pg_server, extra_db) == schema_dump(pg_server, shop)
+    # and again into the now existing copy, replacing what changed there
+    mutate(pg_server, extra_db)
+    res = restore(pg_server, extra_db, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert not res.failed, res
+    assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+
+
+WRITER = r'''
+import sys, psycopg
+con = psycopg.connect(sys.argv[1], autocommit=True)
+print('ready', flush=True)
+i = 0
+while True:
+    # one transaction moves an amount from a to b: a consistent view always has sum(a) + sum(b) == 0
+    with con.transaction():
+        con.execute('INSERT INTO ledger_a(amount) VALUES (%s)', (-i,))
+        con.execute('INSERT INTO ledger_b(amount) VALUES (%s)', (i,))
+    i += 1
+'''
+
+
+def test_statistics_describe_exactly_the_dumped_rows_under_concurrent_writes(
+        pg_server, pg_db, snapshot_root, extra_db):
+    with pg_server.connect(pg_db) as con:
+        con.execute('CREATE TABLE ledger_a (id bigserial PRIMARY KEY, amount bigint, pad text)')
+        con.execute('CREATE TABLE ledger_b (id bigserial PRIMARY KEY, amount bigint)')
+        con.execute("INSERT INTO ledger_a(amount, pad) SELECT 0, repeat('x', 500) FROM generate_series(1, 60000)")
+    dsn = 'host=%s port=%s user=%s dbname=%s passfile=%s' % (
+        pg_server.host, pg_server.port, pg_server.superuser, pg_db, _passfile(pg_server, snapshot_root))
+    writer = subprocess.Popen([sys.executable, '-c', WRITER, dsn], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout.readline().strip() == b'ready'
+        time.sleep(0.3)
+        r = snap(pg_server, pg_db, snapshot_root + '/snaps', table_stats='checksums')
+        assert not r.failed, r
+        assert writer.poll() is None, 'the application kept writing'
+    finally:
+        writer.kill()
+        writer.wait()
+    res = restore(pg_server, extra_db, snapshot_root + '/snaps', create=True)
+    assert not res.failed, res
+    assert res['tables_match'] is True, res.get('table_mismatches')
+    with pg_server.connect(extra_db) as con:
+        a = con.execute('SELECT count(*), coalesce(sum(amount), 0) FROM ledger_a WHERE pad IS NULL').fetchone()
+        b = con.execute('SELECT count(*), coalesce(sum(amount), 0) FROM ledger_b').fetchone()
+    assert a[0] == b[0] > 0 and a[1] + b[1] == 0, (a, b)
+    assert r['tables']['public.ledger_b']['rows'] == b[0]
+
+
+def _passfile(server, base):
+    os.makedirs(base, exist_ok=True)
+    path = os.path.join(base, 'pgpass')
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), 'w', encoding='utf-8') as f:
+        f.write('*:*:*:*:%s\n' % server.password.replace('\\', '\\\\').replace(':', '\\:'))
+    return path
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+def test_wrong_password_names_the_user_never_the_password(pg_server, pg_db, snapshot_root):
+    wrong = 'Wr0ng-but-l0ng-p4ssw0rd'
+    r = snap(pg_server, pg_db, snapshot_root, login_password=wrong)
+    assert r.failed
+    assert 'password authentication failed for user "postgres"' in r['msg']
+    assert '127.0.0.1:%d' % pg_server.port in r['msg']
+    assert_secret_absent(wrong, r, r.stdout, r.stderr)
+    assert not os.path.exists(snapshot_root)
+
+
+def test_unknown_database_is_a_clear_error(pg_server, snapshot_root):
+    r = snap(pg_server, 'no_such_db_x1', snapshot_root)
+    assert r.failed and r['msg'] == 'database no_such_db_x1 does not exist on the postgresql server'
+    assert not os.path.exists(snapshot_root)
+
+
+def test_server_down_is_a_clear_error(private_pg_server, snapshot_root):
+    private_pg_server.stop()
+    r = snap(private_pg_server, 'postgres', snapshot_root)
+    assert r.failed
+    assert 'cannot connect to PostgreSQL at 127.0.0.1:%d' % private_pg_server.port in r['msg']
+    assert 'Connection refused' in r['msg']
+    assert not os.path.exists(snapshot_root)
+
+
+def _pids_of(tool, marker):
+    pids = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                argv = f.read().split(b'\0')
+        except OSError:
+            continue
+        if argv and argv[0].endswith(tool.encode()) and any(marker.encode() == a for a in argv):
+            pids.append(int(pid))
+    return pids
+
+
+def test_killed_pg_dump_leaves_nothing_and_the_next_snapshot_works(pg_server, pg_db, snapshot_root):
+    with pg_server.connect(pg_db) as con:
+        con.execute("CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 7) AS pad "
+                    "FROM generate_series(1, 250000) g")
+    killed = []
+
+    def killer():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for pid in _pids_of('pg_dump', '--dbname=' + pg_db):
+                partial = [os.path.join(dp, f) for dp, _d, fs in os.walk(snapshot_root) for f in fs
+                           if f.startswith('database.dump')]
+                if partial and os.path.getsize(partial[0]) > 256 * 1024:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.01)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    r = snap(pg_server, pg_db, snapshot_root, compression='gzip', compression_level=9)
+    t.join()
+    assert killed, 'pg_dump finished before it could be killed; make the table bigger'
+    assert r.failed and 'pg_dump was killed by signal 9' in r['msg'], r['msg']
+    assert os.listdir(snapshot_root) == [], 'no manifest, no .partial'
+    info = run_module('snapshot_info', dict(snapshot_root=snapshot_root))
+    assert info['snapshots'] == [] and info['incomplete'] == []
+    r = snap(pg_server, pg_db, snapshot_root, compression='zstd')
+    assert not r.failed, r
+    assert r['tables']['public.big']['rows'] == 250000
+
+
+@pytest.mark.parametrize('damage', ['flip', 'truncate'])
+def test_damaged_snapshot_is_refused_and_target_untouched(pg_server, shop, snapshot_root, damage):
+    r = snap(pg_server, shop, snapshot_root, compression='none')
+    mutate(pg_server, shop)
+    mutated = content_digest(pg_server, shop), schema_dump(pg_server, shop)
+    path = dump_file(snapshot_root, r)
+    if damage == 'flip':
+        with open(path, 'r+b') as f:
+            f.seek(os.path.getsize(path) // 2)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0xFF]))
+    else:
+        os.truncate(path, os.path.getsize(path) // 2)
+    res = restore(pg_server, shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert res.failed and 'checksum verification' in res['msg'] and 'refusing' in res['msg']
+    assert (content_digest(pg_server, shop), schema_dump(pg_server, shop)) == mutated
+    assert scratch_databases(pg_server) == []
+
+
+@pytest.mark.parametrize('pg_clean', ['recreate', 'schemas'])
+def test_restore_failing_midway_leaves_target_as_it_was(pg_server, shop, snapshot_root, pg_clean):
+    """The snapshot grants to a role that no longer exists: pg_restore fails after creating tables."""
+    role = unique_name('gone')
+    pg_server.sql('CREATE ROLE %s' % role)
+    pg_server.sql('GRANT SELECT ON public.customer TO %s' % role, database=shop)
+    r = snap(pg_server, shop, snapshot_root)
+    assert not r.failed, r
+    pg_server.sql('REVOKE ALL ON public.customer FROM %s' % role, database=shop)
+    pg_server.sql('DROP ROLE %s' % role)
+    mutate(pg_server, shop)
+    mutated = content_digest(pg_server, shop), schema_dump(pg_server, shop)
+    res = restore(pg_server, shop, snapshot_root, pg_clean=pg_clean)
+    assert res.failed and 'role "%s" does not exist' % role in res['msg'], res['msg']
+    assert 'database %s was not changed' % shop in res['msg']
+    assert res['failed_command'].startswith('/')
+    assert (content_digest(pg_server, shop), schema_dump(pg_server, shop)) == mutated
+    assert scratch_databases(pg_server) == []
+    other = unique_name('pgx')
+    res = restore(pg_server, other, snapshot_root, pg_clean=pg_clean, create=True)
+    assert res.failed and 'role "%s" does not exist' % role in res['msg'], res['msg']
+    assert other not in databases(pg_server), 'a database made for a failed restore does not stay'
+
+
+@pytest.mark.parametrize('pg_clean', ['recreate', 'schemas'])
+def test_busy_target_is_refused_unless_terminate_connections(pg_server, shop, snapshot_root, pg_clean):
+    r = snap(pg_server, shop, snapshot_root)
+    mutate(pg_server, shop)
+    mutated = content_digest(pg_server, shop)
+    app = pg_server.connect(shop)
+    try:
+        res = restore(pg_server, shop, snapshot_root, pg_clean=pg_clean)
+        assert res.failed and 'in use by 1 other session' in res['msg'] and 'terminate_connections' in res['msg']
+        assert content_digest(pg_server, shop) == mutated
+        res = restore(pg_server, shop, snapshot_root, snapshot_id=r['snapshot_id'], terminate_connections=True,
+                      pg_clean=pg_clean)
+        assert not res.failed, res
+        with pytest.raises(Exception):
+            app.execute('SELECT 1')
+    finally:
+        app.close()
+    assert content_digest(pg_server, shop) != mutated
+    assert scratch_databases(pg_server) == []
+
+
+def test_preflight_refuses_a_disk_too_small_before_writing(pg_server, shop, tmp_path):
+    small = tmp_path / 'small'
+    small.mkdir()
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(small)], check=True)
+    try:
+        root = str(small / 'snaps')
+        r = snap(pg_server, shop, root)
+        assert r.failed and 'not enough free space' in r['msg']
+        assert r['preflight']['free_bytes'] <= 2 ** 20 < r['preflight']['required_bytes']
+        assert not os.path.exists(root) or os.listdir(root) == []
+    finally:
+        subprocess.run(['umount', str(small)], check=True)
+
+
+def test_directory_zstd_needs_a_new_pg_dump(pg_server, shop, snapshot_root):
+    r = snap(pg_server, shop, snapshot_root, format='directory', compression='auto')
+    assert not r.failed, r
+    if int(r['client_version'].split('.')[0]) >= 16:
+        pytest.skip('pg_dump here supports zstd in the directory format')
+    assert r['compression'] == 'gzip', 'auto falls back to what pg_dump can do'
+    version = r['client_version']
+    r = snap(pg_server, shop, snapshot_root + '2', format='directory', compression='zstd')
+    assert r.failed and 'needs pg_dump 16 or later' in r['msg'] and version in r['msg']
+    assert not os.path.exists(snapshot_root + '2')
+
+
+def test_client_bin_dir_is_used_or_refused(pg_server, pg_db, snapshot_root, tmp_path):
+    bindir = pg_server.bindir
+    r = snap(pg_server, pg_db, snapshot_root, client_bin_dir=bindir, table_stats='none')
+    assert not r.failed, r
+    assert r['tables'] == {} and not any('--snapshot=' in c for c in r['commands'])
+    assert r['commands'][0].startswith(os.path.join(bindir, 'pg_dump') + ' ')
+    empty = str(tmp_path / 'no-tools')
+    os.mkdir(empty)
+    r = snap(pg_server, pg_db, snapshot_root + '2', client_bin_dir=empty)
+    assert r.failed and r['msg'] == 'pg_dump was not found in client_bin_dir %s' % empty
+    assert not os.path.exists(snapshot_root + '2')
+
+
+def test_missing_psycopg_says_what_to_install(pg_server, pg_db, snapshot_root, tmp_path):
+    shadow = tmp_path / 'shadow'
+    shadow.mkdir()
+    (shadow / 'psycopg.py').write_text("raise ImportError('No module named psycopg')\n")
+    from support.modules import COLLECTIONS_PATH  # pylint: disable=import-outside-toplevel
+    r = run_module('db_snapshot', dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root),
+                   env={'PYTHONPATH': '%s:%s' % (shadow, COLLECTIONS_PATH)})
+    assert r.failed and 'python3-psycopg' in r['msg'] and 'pip install psycopg' in r['msg']
+
+
+def _openssl(*args, cwd):
+    subprocess.run(['openssl'] + list(args), cwd=cwd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _make_certificates(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate for user postgres."""
+    ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+    _openssl('req', '-x509', *ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=djangoops test CA',
+             '-days', '2', cwd=d)
+    with open(os.path.join(d, 'san.ext'), 'w', encoding='utf-8') as f:
+        f.write('subjectAltName=IP:127.0.0.1\n')
+    for name, cn, ext in (('server', '127.0.0.1', ['-extfile', 'san.ext']), ('client', 'postgres', [])):
+        _openssl('req', *ec, '-keyout', name + '.key', '-out', name + '.csr', '-subj', '/CN=' + cn, cwd=d)
+        _openssl('x509', '-req', '-in', name + '.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
+                 '-out', name + '.crt', '-days', '2', *ext, cwd=d)
+        os.chmod(os.path.join(d, name + '.key'), 0o600)
+
+
+def test_tls_options_reach_the_driver_and_every_tool(private_pg_server, tmp_path):
+    """The server accepts only TLS with a client certificate: the probe (psycopg), pg_dump and
+    pg_restore can only connect if ssl_mode, ssl_ca, ssl_cert and ssl_key all reach them."""
+    server = private_pg_server
+    certs = str(tmp_path / 'certs')
+    os.makedirs(certs)
+    _make_certificates(certs)
+    for name in ('server.crt', 'server.key', 'ca.crt'):
+        dst = os.path.join(server.base, name)
+        with open(os.path.join(certs, name), 'rb') as src, open(dst, 'wb') as out:
+            out.write(src.read())
+        os.chown(dst, pwd.getpwnam('postgres').pw_uid, -1)
+        os.chmod(dst, 0o600)
+    with open(os.path.join(server.datadir, 'pg_hba.conf'), 'w', encoding='utf-8') as f:
+        f.write('local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n')
+    admin = psycopg.connect(host=server.sockdir, port=server.port, user='postgres', dbname='postgres',
+                            autocommit=True)
+    with admin:
+        for setting, value in (('ssl_cert_file', 'server.crt'), ('ssl_key_file', 'server.key'),
+                               ('ssl_ca_file', 'ca.crt')):
+            admin.execute("ALTER SYSTEM SET %s = '%s'" % (setting, os.path.join(server.base, value)))
+        admin.execute('ALTER SYSTEM SET ssl = on')
+        admin.execute('SELECT pg_reload_conf()')
+        admin.execute('CREATE DATABASE tls_shop')
+    make_shop(_SocketServer(server), 'tls_shop', customers=20, products=5, orders=10)
+    tls = dict(ssl_mode='verify-full', ssl_ca=os.path.join(certs, 'ca.crt'),
+               ssl_cert=os.path.join(certs, 'client.crt'), ssl_key=os.path.join(certs, 'client.key'))
+    root = str(tmp_path / 'snaps')
+    deadline = time.monotonic() + 10
+    while True:  # the reload is asynchronous
+        r = snap(server, 'tls_shop', root, table_stats='checksums', **tls)
+        if not r.failed or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not r.failed, r
+    assert any('pg_dump' in c for c in r['commands'])
+    res = restore(server, 'tls_shop', root, **tls)
+    assert not res.failed, res
+    assert res['tables_match'] is True
+    no_cert = dict((k, v) for k, v in tls.items() if k not in ('ssl_cert', 'ssl_key'))
+    r = snap(server, 'tls_shop', root, **no_cert)
+    assert r.failed and 'certificate' in r['msg'], r['msg']
+    r = snap(server, 'tls_shop', root, ssl_mode='disable')
+    assert r.failed and 'no encryption' in r['msg'], r['msg']
+
+
+class _SocketServer(object):
+    """The server reached through its trusted Unix socket, for test set-up while TCP wants TLS."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def connect(self, database='postgres'):
+        return psycopg.connect(host=self.server.sockdir, port=self.server.port, user='postgres', dbname=database,
+                               autocommit=True)
+
+
+# -- secrets and check mode ------------------------------------------------------------------
+
+@pytest.mark.parametrize('fmt, pg_clean', [('custom', 'recreate'), ('plain', 'schemas')])
+def test_password_never_leaks(pg_server, shop, tmp_path, fmt, pg_clean):
+    tmpdir = tmp_path / 'tmp'
+    tmpdir.mkdir()
+    root = str(tmp_path / 'snaps')
+    env = {'TMPDIR': str(tmpdir)}
+    secret = pg_server.password
+    r, execs = run_module_traced('db_snapshot', dict(pg_server.conn_args(shop), snapshot_root=root, format=fmt,
+                                                     table_stats='checksums', jobs=2), env=env)
+    assert not r.failed, r
+    assert any(a[0].endswith('pg_dump') for a in execs)
+    assert_secret_absent(secret, execs, dict(r), r.stdout, r.stderr)
+    mutate(pg_server, shop)
+    r2, execs2 = run_module_traced('db_restore', dict(pg_server.conn_args(shop), snapshot_root=root,
+                                                      pg_clean=pg_clean, jobs=2), env=env)
+    assert not r2.failed, r2
+    assert any(a[0].endswith('pg_restore' if fmt == 'custom' else 'psql') for a in execs2)
+    assert_secret_absent(secret, execs2, dict(r2), r2.stdout, r2.stderr)
+    assert os.listdir(str(tmpdir)) == [], 'the private passfile directory is removed'
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), 'rb') as f:
+                assert secret.encode('utf-8') not in f.read(), name
+
+
+def test_check_mode_writes_nothing_and_changes_nothing(pg_server, shop, snapshot_root):
+    r = snap(pg_server, shop, snapshot_root)
+    mutate(pg_server, shop)
+    mutated = content_digest(pg_server, shop), schema_dump(pg_server, shop)
+    check_root = snapshot_root + '-check'
+    rc = run_module('db_snapshot', dict(pg_server.conn_args(shop), snapshot_root=check_root), check=True)
+    assert not rc.failed and rc['changed'] is True
+    assert rc['server_version'] and rc['client_version'] and rc['database_bytes'] > 0
+    assert not os.path.exists(check_root)
+    rr = run_module('db_restore', dict(pg_server.conn_args(shop), snapshot_root=snapshot_root,
+                                       snapshot_id=r['snapshot_id']), check=True)
+    assert not rr.failed and rr['changed'] is True, rr
+    assert (content_digest(pg_server, shop), schema_dump(pg_server, shop)) == mutated
+    assert scratch_databases(pg_server) == []
+    assert os.listdir(snapshot_root) == [r['snapshot_id']]
+
+
+# -- ownership and privileges -------------------------------------------------------------------
+
+def test_owner_and_users_without_createdb(pg_server, snapshot_root, extra_db):
+    """A Django database owned by its application role: a superuser's restore keeps the owner's
+    objects the owner's, and the owner itself (no CREATEDB) restores in place with pg_clean=schemas."""
+    app = unique_name('app')
+    pg_server.sql("CREATE ROLE %s LOGIN PASSWORD 'app-pw:\\x'" % app)
+    pg_server.sql('CREATE DATABASE %s OWNER %s' % (extra_db, app))
+    try:
+        with pg_server.connect(extra_db) as con:
+            con.execute('SET ROLE %s' % app)
+            con.execute('CREATE TABLE django_migrations (id serial PRIMARY KEY, app text, name text)')
+            con.execute("INSERT INTO django_migrations(app, name) VALUES ('shop', '0001_initial')")
+        r = snap(pg_server, extra_db, snapshot_root, table_stats='checksums')
+        assert not r.failed, r
+        pg_server.sql("INSERT INTO django_migrations(app, name) VALUES ('shop', '0002_bad')", database=extra_db)
+
+        res = restore(pg_server, extra_db, snapshot_root)  # as the superuser
+        assert not res.failed, res
+        owners = pg_server.sql("SELECT relname, pg_get_userbyid(relowner) FROM pg_class WHERE relname LIKE "
+                               "'django_migrations%'", database=extra_db)
+        assert owners and all(o == app for _n, o in owners), owners
+        assert pg_server.sql('SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s',
+                             params=(extra_db,)) == [(app,)]
+
+        pg_server.sql("INSERT INTO django_migrations(app, name) VALUES ('shop', '0002_bad')", database=extra_db)
+        as_app = dict(login_user=app, login_password='app-pw:\\x')
+        res = restore(pg_server, extra_db, snapshot_root, **as_app)
+        assert res.failed and 'permission denied to create database' in res['msg'], res['msg']
+        assert "pg_clean: schemas" in res['msg']
+        res = restore(pg_server, extra_db, snapshot_root, pg_clean='schemas', **as_app)
+        assert not res.failed, res
+        assert pg_server.sql('SELECT name FROM django_migrations', database=extra_db) == [('0001_initial',)]
+    finally:
+        pg_server.drop_database(extra_db)
+        pg_server.sql('DROP ROLE %s' % app)
+
+
+@pytest.mark.parametrize('pg_clean, jobs', [('recreate', 2), ('recreate', 1), ('schemas', 2)])
+def test_superuser_restores_a_superuser_only_extension_for_the_owner(
+        pg_server, snapshot_root, extra_db, pg_clean, jobs):
+    """dblink may only be created by a superuser, the tables belong to the application role: the
+    extension is restored as the login superuser, everything else as the owner."""
+    app = unique_name('app')
+    pg_server.sql('CREATE ROLE %s' % app)
+    pg_server.sql('CREATE DATABASE %s OWNER %s' % (extra_db, app))
+    try:
+        with pg_server.connect(extra_db) as con:
+            con.execute('CREATE EXTENSION dblink')
+            con.execute('CREATE EXTENSION pg_trgm')
+            con.execute('SET ROLE %s' % app)
+            con.execute('CREATE TABLE item (id serial PRIMARY KEY, title text)')
+            con.execute('CREATE INDEX item_title_trgm ON item USING gin (title gin_trgm_ops)')
+            con.execute("INSERT INTO item(title) SELECT 'item ' || g FROM generate_series(1, 100) g")
+        r = snap(pg_server, extra_db, snapshot_root, table_stats='checksums')
+        assert not r.failed, r
+        pg_server.sql('DROP EXTENSION dblink', database=extra_db)
+        pg_server.sql('DELETE FROM item WHERE id > 10', database=extra_db)
+        res = restore(pg_server, extra_db, snapshot_root, pg_clean=pg_clean, jobs=jobs)
+        assert not res.failed, res
+        assert res['tables_match'] is True
+        assert any('--role=' + app in c for c in res['commands'])
+        assert sorted(r[0] for r in pg_server.sql('SELECT extname FROM pg_extension', database=extra_db)) == [
+            'dblink', 'pg_trgm', 'plpgsql']
+        owners = pg_server.sql("SELECT relname, pg_get_userbyid(relowner) FROM pg_class WHERE relname LIKE 'item%'",
+                               database=extra_db)
+        assert len(owners) == 4 and all(o == app for _n, o in owners), owners
+    finally:
+        pg_server.drop_database(extra_db)
+        pg_server.sql('DROP ROLE %s' % app)
