@@ -15,7 +15,7 @@ cd "$REPO"
 
 started=$SECONDS
 log "pytest: unit, integration and fleet tests"
-pytest -p no:cacheprovider "$@"
+pytest -p no:cacheprovider --durations=25 "$@"
 
 log "docs: docs/reference/ matches the code, plugin and role docs lint"
 bash "$REPO/scripts/docs.sh" --check
