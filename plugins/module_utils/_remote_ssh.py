@@ -62,6 +62,8 @@ if [ "$3" = complete ]; then
 fi
 [ -e "$doomed" ] || exit 0
 find "$doomed" -type d ! -perm -u=rwx -exec chmod u+rwx {} + && rm -rf -- "$doomed"'''
+_DF_SCRIPT = 'exec df -Pk -- "$1"'
+LOW_SPACE = 1024 * 1024
 _SUMS_SCRIPT = 'cd "$1" || exit 1; shift; exec sha256sum -- "$@"'
 _TREE_SCRIPT = 'cd "$1" || exit 1; exec sha256sum --quiet --strict -c SHA256SUMS'
 
@@ -201,12 +203,27 @@ class SshStore(object):
             self._rsync(self.rsync_argv(snapshot.path.rstrip('/') + '/', dest, extra))
             self._rsync(self.rsync_argv(os.path.join(snapshot.path, MANIFEST), dest + MANIFEST))
         except ToolError as e:
-            raise self._push_failed(snapshot.id, e)
+            raise self._push_failed(snapshot, e)
         self.sh(_FINISH_SCRIPT, self.root, snapshot.id)
 
-    def _push_failed(self, snapshot_id, e):
+    def _disk_full(self, need):
+        """Whether the backup host's file system under the root is (nearly) full, or has less room than the
+        snapshot's size. rsync does not always get to report the receiver's ENOSPC before the connection
+        drops (and the receiver removes its temporary file), so a failed push asks."""
+        try:
+            out = self.sh(_DF_SCRIPT, self.root)
+        except RemoteError:
+            return False  # unreachable: not a question of space
+        lines = out.strip().splitlines()
+        try:
+            return int(lines[-1].split()[3]) * 1024 < max(LOW_SPACE, need)
+        except (IndexError, ValueError):
+            return False
+
+    def _push_failed(self, snapshot, e):
+        snapshot_id = snapshot.id
         text = e.stderr or str(e)
-        if DISK_FULL.search(text):
+        if DISK_FULL.search(text) or self._disk_full(snapshot.manifest.get('bytes') or 0):
             try:
                 self.sh(_DELETE_SCRIPT, self.root, snapshot_id + PARTIAL_SUFFIX, 'partial')
                 cleaned = 'the incomplete copy %s%s was removed from it' % (snapshot_id, PARTIAL_SUFFIX)

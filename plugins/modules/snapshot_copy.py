@@ -119,8 +119,8 @@ copied:
   returned: always
   type: list
   elements: str
-skipped:
-  description: Ids already present on the other side with an identical manifest.
+already_present:
+  description: Ids already present on the other side with an identical manifest (not copied again).
   returned: always
   type: list
   elements: str
@@ -172,7 +172,7 @@ class SnapshotCopyManager(object):
         with private_dir() as secrets:
             remote = open_remote(self.p['remote'], secrets, self.commands.append)
             result = dict(changed=False, direction=self.p['direction'], remote=remote.describe(), copied=[],
-                          skipped=[], bytes=0, commands=self.commands)
+                          already_present=[], bytes=0, commands=self.commands)
             self.partial_result = result
             if self.p['direction'] == 'push':
                 self.push(store, remote, result)
@@ -198,7 +198,7 @@ class SnapshotCopyManager(object):
                     raise RemoteError('%s already holds a snapshot %s with another manifest; refusing to overwrite it'
                                       % (remote.describe(), snap.id))
                 if remote.kind != 's3' or remote.present(entry):
-                    result['skipped'].append(snap.id)
+                    result['already_present'].append(snap.id)
                     continue
                 raise RemoteError('snapshot %s on %s has its manifest but lacks objects; delete it there (snapshot_'
                                   'remote_prune with keep_ids excluded) and push again' % (snap.id, remote.describe()))
@@ -227,7 +227,7 @@ class SnapshotCopyManager(object):
             if manifest_sha256(local[entry.name]) != entry.manifest_sha256:
                 raise RemoteError('a different snapshot %s already exists in %s; refusing to replace it'
                                   % (entry.name, store.root))
-            result['skipped'].append(entry.name)
+            result['already_present'].append(entry.name)
             return
         result['copied'] = [entry.name]
         result['bytes'] = entry.manifest.get('bytes', 0)

@@ -78,13 +78,13 @@ def test_push_list_pull_restore_prune(s3, bucket, shop, media, tmp_path):
 
     r = copy(root, remote, snapshot_id='all')
     assert not r.failed, r
-    assert r['changed'] is True and r['copied'] == ids and r['skipped'] == []
+    assert r['changed'] is True and r['copied'] == ids and r['already_present'] == []
     assert any('create_multipart_upload' in c for c in r['commands']), 'the 11 MiB media file goes in parts'
     keys = [o['Key'] for o in s3.client().list_objects_v2(Bucket=bucket, Prefix='web1/')['Contents']]
     assert 'web1/%s/manifest.json' % ids[0] in keys and 'web1/%s/media/trees/media.tar' % ids[0] in keys
 
     again = copy(root, remote, snapshot_id='all')
-    assert not again.failed and again['changed'] is False and again['skipped'] == ids, again
+    assert not again.failed and again['changed'] is False and again['already_present'] == ids, again
 
     info = run_module('snapshot_remote_info', dict(remote=remote, verify=True))
     assert not info.failed, info
