@@ -317,11 +317,11 @@ class S3Store(object):
             keys.remove(manifest)
         for i in range(0, len(keys), 1000):
             batch = [{'Key': k} for k in keys[i:i + 1000]]
-            res = self.call('deleting snapshot %s' % entry.name, 'delete_objects', Delete={'Objects': batch,
-                                                                                         'Quiet': True})
+            res = self.call('deleting snapshot %s' % entry.name, 'delete_objects',
+                            Delete={'Objects': batch, 'Quiet': True})
             if res.get('Errors'):
-                raise RemoteError('could not delete %d object(s) of %s: %s' % (len(res['Errors']), entry.name,
-                                                                             res['Errors'][0]))
+                raise RemoteError('could not delete %d object(s) of %s: %s'
+                                  % (len(res['Errors']), entry.name, res['Errors'][0]))
         self._abort_uploads(prefix)
 
 
@@ -408,4 +408,3 @@ class Upload(object):
             except RemoteError:
                 pass  # the next push aborts leftovers
             self.upload_id = None
-

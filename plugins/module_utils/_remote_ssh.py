@@ -252,4 +252,3 @@ class SshStore(object):
 
     def delete(self, entry):
         self.sh(_DELETE_SCRIPT, self.root, entry.name, 'complete' if entry.kind == 'complete' else 'partial')
-

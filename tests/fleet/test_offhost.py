@@ -100,13 +100,13 @@ def test_two_hosts_push_prune_remotely_third_pulls_and_restores(make_rig, tmp_pa
     assert again.rc == 0, again
     assert again.last('h1')['changed'] is False and len(again.last('h1')['already_present']) == 2, again.last('h1')
 
-    info = rig.ansible('h3', 'djangoops.maintenance.snapshot_remote_info', dict(remote=remote(rig, backup),
-                                                                                 verify=True))
+    info = rig.ansible('h3', 'djangoops.maintenance.snapshot_remote_info',
+                       dict(remote=remote(rig, backup), verify=True))
     assert info.rc == 0, info
     assert info.last('h3')['damaged'] == [] and len(info.last('h3')['snapshots']) == 4
 
-    prune = rig.ansible('h3', 'djangoops.maintenance.snapshot_remote_prune', dict(remote=remote(rig, backup),
-                                                                                   keep_last=1))
+    prune = rig.ansible('h3', 'djangoops.maintenance.snapshot_remote_prune',
+                        dict(remote=remote(rig, backup), keep_last=1))
     assert prune.rc == 0, prune
     res = prune.last('h3')
     assert sorted(d['id'] for d in res['deleted']) == sorted([by_host['h1'][0], by_host['h2'][0]]), res
@@ -176,8 +176,8 @@ def test_network_cut_mid_push_leaves_no_complete_snapshot_and_a_rerun_completes_
     rerun = rig.ansible('h1', 'djangoops.maintenance.snapshot_copy', dict(args, remote=remote(rig, backup)))
     assert rerun.rc == 0 and rerun.last('h1')['copied'] == [sid], rerun
     assert os.listdir(stored) == [sid]
-    info = rig.ansible('h1', 'djangoops.maintenance.snapshot_remote_info', dict(remote=remote(rig, backup),
-                                                                                 verify=True))
+    info = rig.ansible('h1', 'djangoops.maintenance.snapshot_remote_info',
+                       dict(remote=remote(rig, backup), verify=True))
     assert info.last('h1')['damaged'] == [] and info.last('h1')['incomplete'] == [], info.last('h1')
 
 

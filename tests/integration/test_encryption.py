@@ -15,6 +15,7 @@ import pytest
 
 from support import mysql_data, pg_data, sqlite_data
 from support.file_writes import run_module_writes, unexpected_writes
+from support.media_tree import describe, make_rich_tree, write
 from support.modules import run_module
 
 MARKER = 'PLAINTEXT-MARKER-7f3a9c'
@@ -173,3 +174,39 @@ def test_bad_recipients_are_named(tmp_path, keys):
     refuses(r, 'holds a PRIVATE key')
     assert secret not in r['msg']
     assert not os.path.exists(root) or not os.listdir(root)
+
+
+# -- media --------------------------------------------------------------------------------------
+
+def test_media_archive(tmp_path, keys):
+    media = make_rich_tree(str(tmp_path / 'media'))
+    write(os.path.join(media, 'private', 'contract.txt'), (MARKER + '\n').encode() * 1000, mode=0o600)
+    before = describe(media)
+    root = str(tmp_path / 'snaps')
+    r, written = run_module_writes('media_snapshot', dict(src=[media], snapshot_root=root,
+                                                          encrypt_recipients=[keys['backup']['public']]))
+    assert not r.failed and r['encrypted'] is True, r
+    allowed = [r'%s/[^/]+\.partial/\.parts/(BEGUN|[a-z0-9_.-]+\.json(\.tmp)?)$' % root,
+               r'%s/[^/]+\.partial/manifest\.json(\.tmp)?$' % root, r'%s/[^/]+$' % root,
+               r'%s/[^/]+\.partial/media/archives/media\.tar\.(zst|gz)\.age$' % root,
+               r'^%s/[a-z0-9_]{8}$' % tempfile.gettempdir()]
+    assert unexpected_writes(written, allowed) == [], unexpected_writes(written, allowed)
+    for dirpath, dummy, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), 'rb') as f:
+                assert MARKER.encode() not in f.read(), name
+    sid = r['snapshot_id']
+    verify_without_key(root, sid)
+
+    write(os.path.join(media, 'private', 'contract.txt'), b'tampered', mode=0o600)
+    os.unlink(os.path.join(media, 'photos', '2024', 'cat.jpg'))
+    changed = describe(media)
+    base = dict(snapshot_root=root, snapshot_id=sid)
+    refuses(run_module('media_restore', dict(base, decrypt_identity=keys['stranger']['path'])), 'cannot decrypt')
+    refuses(run_module('media_restore', base), 'give decrypt_identity')
+    assert describe(media) == changed, 'a refused key must not touch the target'
+    ok = run_module('media_restore', dict(base, decrypt_identity=keys['backup']['path']))
+    assert not ok.failed and ok['changed'] is True, ok
+    assert ok['trees'][0]['target_verified'] is True
+    assert describe(media) == before
+    assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('.djangoops-restore-')], 'staging removed'
