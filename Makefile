@@ -15,6 +15,14 @@ sanity:
 lint:
 	bash scripts/lint.sh $(ARGS)
 
+# Regenerate docs/reference/ (module, filter and role pages, the error index) from the code.
+docs:
+	bash scripts/docs.sh
+
+# The collection tarball, as Galaxy would get it, in .build/.
+build:
+	bash -c 'source scripts/bootstrap.sh && ensure_venv && activate_env && ansible-galaxy collection build --force --output-path .build'
+
 clean:
 	rm -rf .build tests/output
 

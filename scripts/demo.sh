@@ -81,7 +81,8 @@ deploy() {
 }
 show_report() {
   local newest
-  newest=$(ls -td "$DEMO"/reports/*/ | head -n1)
+  # The newest report: run ids start with a UTC timestamp, so they sort by time.
+  newest=$(printf '%s\n' "$DEMO"/reports/*/ | sort | tail -n1)
   "$VENV/bin/python" - "$newest/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

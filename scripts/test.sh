@@ -17,6 +17,12 @@ started=$SECONDS
 log "pytest: unit, integration and fleet tests"
 pytest -p no:cacheprovider "$@"
 
+log "docs: docs/reference/ matches the code, plugin and role docs lint"
+bash "$REPO/scripts/docs.sh" --check
+
+log "changelog fragments (antsibull-changelog lint)"
+antsibull-changelog lint
+
 log "ansible-test sanity"
 bash "$REPO/scripts/sanity.sh"
 

@@ -60,7 +60,9 @@ def start(args):
     log = args.log or os.path.join(os.path.dirname(args.pidfile), 'app.log')
     argv = [sys.executable, '-m', 'gunicorn', 'shopsite.wsgi', '--bind', args.bind, '--pid', args.pidfile,
             '--daemon', '--chdir', PROJECT, '--workers', str(args.workers), '--error-logfile', log,
-            '--access-logfile', log, '--graceful-timeout', '5']
+            '--access-logfile', log, '--graceful-timeout', '5',
+            # gunicorn's control socket defaults to one path per user: several shops on a host would share it.
+            '--no-control-socket']
     subprocess.run(argv, env=load_env(args.env_file), check=True, cwd=PROJECT)
     if not wait_listening(args.bind, args.wait):
         with open(log, encoding='utf-8', errors='replace') as f:
@@ -100,6 +102,10 @@ def main():
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--wait', type=int, default=20)
     args = p.parse_args()
+    # gunicorn daemonizes into the project directory: relative paths would land there.
+    for name in ('pidfile', 'env_file', 'log'):
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
     if args.action == 'status':
         pid = read_pid(args.pidfile)
         print('running (pid %s)' % pid if pid else 'not running')

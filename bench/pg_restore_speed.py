@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Measure how fast the default PostgreSQL snapshot restores, against pg_restore -j 2 from a directory dump.
 
-Not a test (pytest does not collect tests/bench). Run as root from the repository:
-    .venv/bin/python tests/bench/pg_restore_speed.py [rows [rounds]]
+Not a test. Run as root from the repository:
+    .venv/bin/python bench/pg_restore_speed.py [rows [rounds]]
 It starts its own throwaway server, builds a Django-like database (three big tables and 150 small
 ones), and prints one line per way of restoring: pg_restore -j 2 from a directory dump, the engine's
 loading code on the default snapshot, then db_restore end to end (which adds sha256 verification of
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
 
 from support.modules import COLLECTIONS_PATH, ensure_collection_link, run_module  # noqa: E402  pylint: disable=wrong-import-position
 from support.servers import PostgresServer  # noqa: E402  pylint: disable=wrong-import-position

@@ -1,0 +1,378 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark: db_snapshot and db_restore against the raw tools, per engine, in one run.
+
+Run as root from the repository root, after ``make unit`` (or scripts/bootstrap.sh) made .venv, on an
+otherwise idle machine::
+
+    .venv/bin/python bench/bench_db.py                                   # ~1 GiB PG, ~0.5 GiB MariaDB, ~1 GiB SQLite
+    .venv/bin/python bench/bench_db.py --pg-mib 100 --my-mib 50 --sqlite-mib 100   # a quick check
+    .venv/bin/python bench/bench_db.py --engines postgresql --json bench/results/db.json
+
+It starts its own throwaway PostgreSQL and MariaDB (tests/support/servers.py), generates the data, and
+for each engine times, in the same run and on the same data:
+
+- the module at the raw tool's settings (table_stats none) against that raw pipeline
+  (target: <= 1.05x: the module adds almost nothing);
+- the module's DEFAULT snapshot against the naive ``<dump tool> | gzip`` (target: >= 3x faster, output no
+  larger);
+- PostgreSQL: restoring the default snapshot with db_restore against ``pg_restore -j 2`` from a directory
+  dump (target: no slower); MySQL and SQLite: db_restore against the raw load;
+- the module process's peak RSS (VmHWM of the Python process, sampled; target < 100 MB whatever the size),
+  and the whole process tree's (wait4) for reference.
+
+Every timing is the median of ``--rounds`` runs (default 1). The module runs the way Ansible's module runner
+does after unpacking (python -m <module> <args.json>), so Python start-up is in its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'tests'))
+
+from support.modules import MODULE_PKG, ensure_collection_link, module_env  # noqa: E402  pylint: disable=wrong-import-position
+from support.servers import MariaDBServer, PostgresServer  # noqa: E402  pylint: disable=wrong-import-position
+
+MIB = 1024 * 1024
+
+
+class Run(object):
+    def __init__(self, seconds, tree_rss, self_rss, out):
+        self.seconds, self.tree_rss, self.self_rss, self.out = seconds, tree_rss, self_rss, out
+
+
+def _hwm(pid):
+    try:
+        with open('/proc/%d/status' % pid, encoding='ascii') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def timed(argv, env=None, stdin=None, stdout=None, watch_self=False):
+    """Run argv; (seconds, tree peak RSS, the process's own VmHWM when watched, stdout)."""
+    started = time.monotonic()
+    p = subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            v = _hwm(p.pid)
+            if v:
+                peak[0] = max(peak[0], v)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if watch_self:
+        sampler.start()
+    out = p.stdout.read() if p.stdout else b''
+    err = p.stderr.read()
+    dummy, status, usage = os.wait4(p.pid, 0)
+    done.set()
+    seconds = time.monotonic() - started
+    rc = os.waitstatus_to_exitcode(status)
+    if rc != 0:
+        sys.exit('%s failed (%s):\n%s\n%s' % (argv[0], rc, out.decode()[-3000:], err.decode()[-3000:]))
+    return Run(seconds, usage.ru_maxrss * 1024, peak[0] or None, out)
+
+
+def shell(pipeline, env=None):
+    """A raw-tool pipeline for the baseline, timed as a whole (bash with pipefail, as an operator would)."""
+    return timed(['bash', '-c', 'set -eo pipefail; ' + pipeline], env=env)
+
+
+def module(name, args, workdir):
+    ensure_collection_link()
+    path = os.path.join(workdir, 'args.json')
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump({'ANSIBLE_MODULE_ARGS': args}, f)
+    r = timed([sys.executable, '-m', MODULE_PKG + name, path], env=module_env(), watch_self=True)
+    result = json.loads(r.out.decode().strip().splitlines()[-1])
+    if result.get('failed'):
+        sys.exit('%s failed: %s' % (name, result.get('msg')))
+    r.result = result
+    return r
+
+
+def median_run(fn, rounds):
+    runs = [fn() for dummy in range(rounds)]
+    runs.sort(key=lambda r: r.seconds)
+    return runs[len(runs) // 2]
+
+
+def size_of(path):
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, dummy, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+class Report(object):
+    def __init__(self):
+        self.rows = []
+
+    def add(self, engine, what, module_run, raw_run=None, raw_label='', module_bytes=None, raw_bytes=None,
+            target=None):
+        row = {'engine': engine, 'what': what, 'module_s': round(module_run.seconds, 2),
+               'module_rss_mib': round((module_run.self_rss or 0) / MIB, 1),
+               'tree_rss_mib': round(module_run.tree_rss / MIB, 1), 'raw': raw_label, 'target': target}
+        if raw_run is not None:
+            row['raw_s'] = round(raw_run.seconds, 2)
+            row['ratio'] = round(module_run.seconds / raw_run.seconds, 3) if raw_run.seconds else None
+        if module_bytes is not None:
+            row['module_mib'] = round(module_bytes / MIB, 1)
+        if raw_bytes is not None:
+            row['raw_mib'] = round(raw_bytes / MIB, 1)
+        self.rows.append(row)
+        print('%-10s %-42s module %7.2fs  %-34s %7s  ratio %6s  out %s/%s MiB  RSS %s MiB (tree %s)  %s' % (
+            engine, what, row['module_s'], raw_label, '%.2fs' % row['raw_s'] if 'raw_s' in row else '-',
+            row.get('ratio', '-'), row.get('module_mib', '-'), row.get('raw_mib', '-'), row['module_rss_mib'],
+            row['tree_rss_mib'], target or ''), flush=True)
+
+
+# -- data -------------------------------------------------------------------------------------------------
+
+PG_SQL = '''
+CREATE TABLE customer (id bigserial PRIMARY KEY, email text UNIQUE, name text, joined timestamptz);
+CREATE TABLE product (id bigserial PRIMARY KEY, sku text UNIQUE, title text, price numeric(10,2), image bytea);
+CREATE TABLE "order" (id bigserial PRIMARY KEY, customer_id bigint REFERENCES customer(id), status text,
+                      note text, placed timestamptz);
+CREATE TABLE order_line (id bigserial PRIMARY KEY, order_id bigint REFERENCES "order"(id),
+                         product_id bigint REFERENCES product(id), quantity int);
+INSERT INTO customer(email, name, joined) SELECT 'c' || g || '@example.org', 'Kundé ' || md5(g::text),
+    now() - g * interval '1 minute' FROM generate_series(1, {n} / 20) g;
+INSERT INTO product(sku, title, price, image) SELECT 'SKU-' || g, 'Product ' || md5(g::text), g * 1.25,
+    decode(repeat(md5(g::text), 8), 'hex') FROM generate_series(1, {n} / 50) g;
+INSERT INTO "order"(customer_id, status, note, placed) SELECT g % ({n} / 20) + 1,
+    (ARRAY['new','paid','shipped'])[g % 3 + 1], md5(g::text) || ' ' || md5((g * 7)::text),
+    now() - g * interval '1 second' FROM generate_series(1, {n}) g;
+INSERT INTO order_line(order_id, product_id, quantity) SELECT g % {n} + 1, g % ({n} / 50) + 1, g % 9 + 1
+    FROM generate_series(1, {n} * 2) g;
+CREATE INDEX ON "order"(customer_id);
+CREATE INDEX ON order_line(order_id);
+'''
+
+MY_SQL = '''
+CREATE TABLE customer (id BIGINT PRIMARY KEY AUTO_INCREMENT, email VARCHAR(100) UNIQUE, name VARCHAR(100),
+                       joined DATETIME) ENGINE=InnoDB;
+CREATE TABLE `order` (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer_id BIGINT, status VARCHAR(10),
+                      note VARCHAR(200), placed DATETIME, INDEX (customer_id)) ENGINE=InnoDB;
+INSERT INTO customer(email, name, joined) SELECT CONCAT('c', seq, '@example.org'), CONCAT('Kundé ', MD5(seq)),
+    NOW() - INTERVAL seq MINUTE FROM seq_1_to_{c};
+INSERT INTO `order`(customer_id, status, note, placed) SELECT seq % {c} + 1, ELT(seq % 3 + 1, 'new', 'paid', 'shipped'),
+    CONCAT(MD5(seq), ' ', MD5(seq * 7), ' ', MD5(seq * 13)), NOW() - INTERVAL seq SECOND FROM seq_1_to_{n};
+'''
+
+
+def pg_generate(server, db, mib):
+    server.create_database(db)
+    n = max(20000, int(mib * 1950))  # ~1 GiB at 530k rows per 270 MiB measured: tuned to land near mib
+    with server.connect(db) as con:
+        con.execute(PG_SQL.format(n=n))
+        con.execute('VACUUM ANALYZE')
+    return server.sql('SELECT pg_database_size(%s)', db, (db,))[0][0]
+
+
+def my_generate(server, db, mib):
+    server.create_database(db)
+    n = max(10000, int(mib * 3300))
+    con = server.connect(db)
+    try:
+        with con.cursor() as cur:
+            for stmt in MY_SQL.format(n=n, c=max(1000, n // 20)).split(';'):
+                if stmt.strip():
+                    cur.execute(stmt)
+            cur.execute('ANALYZE TABLE customer, `order`')
+            cur.fetchall()
+            cur.execute('SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema=%s',
+                        (db,))
+            return int(cur.fetchone()[0])
+    finally:
+        con.close()
+
+
+def sqlite_generate(path, mib):
+    con = sqlite3.connect(path)
+    con.execute('PRAGMA journal_mode=WAL')
+    con.execute('CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, body TEXT, blob BLOB)')
+    row_text = 'x' * 300
+    rows = int(mib * MIB / 700)
+    con.executemany('INSERT INTO item(name, body, blob) VALUES (?, ?, ?)',
+                    (('name %d' % i, row_text + str(i), os.urandom(64) + bytes(200)) for i in range(rows)))
+    con.execute('CREATE INDEX item_name ON item(name)')
+    con.commit()
+    con.close()
+    return os.path.getsize(path)
+
+
+# -- per engine -----------------------------------------------------------------------------------------------
+
+def bench_postgresql(rep, work, args):
+    server = PostgresServer(base=tempfile.mkdtemp(prefix='bench-pg-', dir='/tmp')).start()
+    try:
+        size = pg_generate(server, 'bench', args.pg_mib)
+        print('postgresql: database of %.0f MiB' % (size / MIB), flush=True)
+        conn = server.conn_args('bench')
+        env = dict(os.environ, PGPASSWORD=server.password)
+        b = server.bindir
+        dsn = '-h %s -p %d -U %s' % (server.host, server.port, server.superuser)
+        root = os.path.join(work, 'pg-snaps')
+
+        def snap(**kw):
+            shutil.rmtree(root, ignore_errors=True)
+            return module('db_snapshot', dict(conn, snapshot_root=root, space_check=False, **kw), work)
+
+        raw_same = median_run(lambda: shell('%s/pg_dump %s -Fc -Z0 bench | zstd -q -3 -T0 > %s/raw.dump.zst'
+                                            % (b, dsn, work), env), args.rounds)
+        same = median_run(lambda: snap(table_stats='none'), args.rounds)
+        rep.add('postgresql', 'snapshot, same settings (custom, zstd -3)', same, raw_same, 'pg_dump -Fc -Z0 | zstd -T0',
+                same.result['bytes'], size_of(os.path.join(work, 'raw.dump.zst')), '<= 1.05x')
+        naive = median_run(lambda: shell('%s/pg_dump %s bench | gzip > %s/naive.sql.gz' % (b, dsn, work), env),
+                           args.rounds)
+        default = median_run(lambda: snap(), args.rounds)
+        rep.add('postgresql', 'snapshot, DEFAULT settings', default, naive, 'pg_dump | gzip', default.result['bytes'],
+                size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger')
+        snap_id = default.result['snapshot_id']
+
+        server.create_database('bench_dir_target')
+        shell('%s/pg_dump %s -Fd -j 2 -f %s/dirdump bench' % (b, dsn, work), env)
+
+        def raw_restore():
+            server.drop_database('bench_dir_target')
+            server.create_database('bench_dir_target')
+            return shell('%s/pg_restore %s -j 2 --no-owner -d bench_dir_target %s/dirdump' % (b, dsn, work), env)
+
+        raw_r = median_run(raw_restore, args.rounds)
+        restored = median_run(lambda: module('db_restore', dict(conn, database='bench_restored', create=True,
+                                                                 snapshot_root=root, snapshot_id=snap_id,
+                                                                 terminate_connections=True), work), args.rounds)
+        rep.add('postgresql', 'restore of the DEFAULT snapshot', restored, raw_r, 'pg_restore -j 2 (directory dump)',
+                target='no slower (ratio <= 1.0)')
+    finally:
+        server.destroy()
+
+
+def bench_mysql(rep, work, args):
+    server = MariaDBServer(base=tempfile.mkdtemp(prefix='bench-my-', dir='/tmp')).start()
+    try:
+        size = my_generate(server, 'bench', args.my_mib)
+        print('mysql: database of %.0f MiB' % (size / MIB), flush=True)
+        conn = server.conn_args('bench')
+        cnf = os.path.join(work, 'my.cnf')
+        with open(cnf, 'w', encoding='utf-8') as f:
+            f.write('[client]\nuser=%s\npassword="%s"\nhost=%s\nport=%d\n' % (
+                server.user, server.password.replace('\\', '\\\\').replace('"', '\\"'), server.host, server.port))
+        os.chmod(cnf, 0o600)
+        flags = '--single-transaction --routines --triggers --events --hex-blob --quick'
+        root = os.path.join(work, 'my-snaps')
+
+        def snap(**kw):
+            shutil.rmtree(root, ignore_errors=True)
+            return module('db_snapshot', dict(conn, snapshot_root=root, space_check=False, **kw), work)
+
+        raw_same = median_run(lambda: shell('mariadb-dump --defaults-extra-file=%s %s bench | zstd -q -3 -T0 > %s/raw.sql.zst'
+                                            % (cnf, flags, work)), args.rounds)
+        same = median_run(lambda: snap(table_stats='none'), args.rounds)
+        rep.add('mysql', 'snapshot, same settings (zstd -3)', same, raw_same, 'mariadb-dump | zstd -T0',
+                same.result['bytes'], size_of(os.path.join(work, 'raw.sql.zst')), '<= 1.05x')
+        naive = median_run(lambda: shell('mariadb-dump --defaults-extra-file=%s bench | gzip > %s/naive.sql.gz'
+                                         % (cnf, work)), args.rounds)
+        default = median_run(lambda: snap(), args.rounds)
+        rep.add('mysql', 'snapshot, DEFAULT settings', default, naive, 'mariadb-dump | gzip', default.result['bytes'],
+                size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger')
+        snap_id = default.result['snapshot_id']
+
+        def raw_restore():
+            server.drop_database('bench_raw_target')
+            server.create_database('bench_raw_target')
+            return shell('zstd -q -dc %s/raw.sql.zst | mariadb --defaults-extra-file=%s bench_raw_target' % (work, cnf))
+
+        raw_r = median_run(raw_restore, args.rounds)
+        restored = median_run(lambda: module('db_restore', dict(conn, database='bench_restored', create=True,
+                                                                 snapshot_root=root, snapshot_id=snap_id), work),
+                              args.rounds)
+        rep.add('mysql', 'restore of the DEFAULT snapshot', restored, raw_r, 'zstd -dc | mariadb', target='about 1x')
+    finally:
+        server.destroy()
+
+
+def bench_sqlite(rep, work, args):
+    db = os.path.join(work, 'bench.sqlite3')
+    size = sqlite_generate(db, args.sqlite_mib)
+    print('sqlite: database of %.0f MiB' % (size / MIB), flush=True)
+    root = os.path.join(work, 'sq-snaps')
+    conn = dict(engine='sqlite', database=db)
+
+    def snap(**kw):
+        shutil.rmtree(root, ignore_errors=True)
+        return module('db_snapshot', dict(conn, snapshot_root=root, space_check=False, **kw), work)
+
+    copy = os.path.join(work, 'raw-copy.sqlite3')
+
+    def raw_backup(then=''):
+        if os.path.exists(copy):
+            os.unlink(copy)
+        return shell("sqlite3 %s \".backup '%s'\" && sqlite3 %s 'PRAGMA integrity_check' >/dev/null %s"
+                     % (db, copy, copy, then))
+
+    raw_same = median_run(raw_backup, args.rounds)
+    same = median_run(lambda: snap(table_stats='none', compression='none'), args.rounds)
+    rep.add('sqlite', 'snapshot, same settings (copy + integrity_check)', same, raw_same,
+            'sqlite3 .backup + integrity_check', same.result['bytes'], size_of(copy), '<= 1.05x')
+    naive = median_run(lambda: raw_backup('&& gzip -f %s' % copy), args.rounds)
+    default = median_run(lambda: snap(), args.rounds)
+    rep.add('sqlite', 'snapshot, DEFAULT settings', default, naive, '.backup + integrity_check | gzip',
+            default.result['bytes'], size_of(copy + '.gz'), 'faster than gzip, no larger')
+    snap_id = default.result['snapshot_id']
+    target = os.path.join(work, 'restored.sqlite3')
+    raw_r = median_run(lambda: shell('zstd -q -dc %s/%s/database/database.sqlite3.zst > %s.raw'
+                                     % (root, snap_id, target)), args.rounds)
+    restored = median_run(lambda: module('db_restore', dict(conn, database=target, create=True, snapshot_root=root,
+                                                            snapshot_id=snap_id), work), args.rounds)
+    rep.add('sqlite', 'restore of the DEFAULT snapshot', restored, raw_r, 'zstd -dc > file',
+            target='verify + decompress + integrity_check + rename')
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--engines', default='postgresql,mysql,sqlite')
+    p.add_argument('--pg-mib', type=int, default=1024)
+    p.add_argument('--my-mib', type=int, default=512)
+    p.add_argument('--sqlite-mib', type=int, default=1024)
+    p.add_argument('--rounds', type=int, default=1)
+    p.add_argument('--workdir', default='/var/tmp')
+    p.add_argument('--json', help='also write the rows as JSON to this file')
+    args = p.parse_args()
+    work = tempfile.mkdtemp(prefix='djangoops-bench-db-', dir=args.workdir)
+    os.chmod(work, 0o755)
+    rep = Report()
+    print('cores %d, load %s' % (os.cpu_count(), os.getloadavg()), flush=True)
+    try:
+        for engine in args.engines.split(','):
+            {'postgresql': bench_postgresql, 'mysql': bench_mysql, 'sqlite': bench_sqlite}[engine](rep, work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump({'rows': rep.rows, 'args': vars(args), 'median_of': args.rounds}, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,177 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The deploy playbook the way AWX runs it: ansible-runner with a private data directory whose project
+is awx/project/ (the job template's playbook), on the demo shop (SQLite, media, gunicorn on localhost,
+laid out as scripts/demo.sh lays it out). A good release makes a successful job whose artifacts hold
+the window report (set_stats ``djangoops_window``); a bad release makes a failed job whose artifacts
+say the host was restored - and the shop's data is what it was before."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+
+import ansible_runner
+import pytest
+import yaml
+
+from support.django_project import django_venvs  # noqa: F401  pylint: disable=unused-import
+from support.modules import COLLECTIONS_PATH, REPO
+
+pytestmark = pytest.mark.slow
+
+BYPASS = 'runner-test-bypass'
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class DemoShop(object):
+    """The demo shop installed under ``root``, release 1.0 live, 2.0 (good) and 3.0 (bad) staged."""
+
+    def __init__(self, root, python):
+        self.root = root
+        self.app = os.path.join(root, 'srv', 'shop')
+        self.python = python
+        self.port = free_port()
+        self.env_file = os.path.join(self.app, 'shared', 'app.env')
+        self.db = os.path.join(self.app, 'shared', 'db.sqlite3')
+        self.pidfile = os.path.join(self.app, 'run', 'app.pid')
+        self.environment = {'SHOP_DB_ENGINE': 'sqlite', 'SHOP_DB_NAME': self.db,
+                            'SHOP_MEDIA_ROOT': os.path.join(self.app, 'shared', 'media')}
+
+    def install(self):
+        for d in ('releases', 'shared/media', 'run'):
+            os.makedirs(os.path.join(self.app, d))
+        subprocess.run([sys.executable, os.path.join(REPO, 'demo', 'releases.py'),
+                        os.path.join(self.app, 'releases')], check=True, stdout=subprocess.DEVNULL)
+        os.symlink(os.path.join(self.app, 'releases', '1.0'), os.path.join(self.app, 'current'))
+        env = dict(self.environment, SHOP_MAINTENANCE_FLAG=os.path.join(self.app, 'maintenance.on'),
+                   SHOP_MAINTENANCE_BYPASS=BYPASS, SHOP_ALLOWED_HOSTS='127.0.0.1,localhost')
+        with open(self.env_file, 'w', encoding='utf-8') as f:
+            f.write(''.join('%s=%s\n' % kv for kv in sorted(env.items())))
+        manage = [self.python, os.path.join(self.app, 'current', 'manage.py')]
+        run_env = dict(os.environ, **env)
+        subprocess.run(manage + ['migrate', '-v0'], env=run_env, check=True)
+        subprocess.run(manage + ['seed_demo', '--products', '20', '--orders', '30', '--with-images', '-v0'],
+                       env=run_env, check=True)
+        subprocess.run(self.appctl('start') + ['--bind', '127.0.0.1:%d' % self.port, '--env-file', self.env_file,
+                                               '--workers', '1'], check=True, stdout=subprocess.DEVNULL)
+
+    def appctl(self, action):
+        return [self.python, os.path.join(self.app, 'current', 'bin', 'appctl.py'), action, '--pidfile', self.pidfile]
+
+    def stop(self):
+        if os.path.exists(self.pidfile):
+            subprocess.run(self.appctl('stop'), check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def data(self):
+        con = sqlite3.connect(self.db)
+        try:
+            return '\n'.join(con.iterdump())
+        finally:
+            con.close()
+
+    def inventory(self):
+        start = self.appctl('start') + ['--bind', '127.0.0.1:%d' % self.port, '--env-file', self.env_file,
+                                        '--workers', '1']
+        health = 'http://127.0.0.1:%d/health/' % self.port
+        return {'all': {'children': {'django': {'hosts': {'demo-shop': {
+            'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}, 'vars': {
+                'djangoops_app_root': self.app,
+                'djangoops_snapshot_root': os.path.join(self.root, 'backups'),
+                'djangoops_lock_name': 'shop',
+                'window_lock_dir': os.path.join(self.root, 'locks'),
+                'djangoops_django': {'project_path': os.path.join(self.app, 'current'),
+                                     'virtualenv': os.path.dirname(os.path.dirname(self.python)),
+                                     'environment': self.environment},
+                'window_app_stop_command': self.appctl('stop'),
+                'window_app_start_command': start,
+                'window_verify_http_checks': [{'name': 'health', 'url': health,
+                                               'headers': {'X-Djangoops-Bypass': BYPASS},
+                                               'contains': '"ok": true'}],
+                'window_verify_http_retries': 5}}}
+
+
+@pytest.fixture
+def shop(tmp_path, django_venvs):  # noqa: F811  pylint: disable=redefined-outer-name
+    demo = DemoShop(str(tmp_path / 'demo'), os.path.join(django_venvs['5.2'], 'bin', 'python'))
+    try:
+        demo.install()
+        yield demo
+    finally:
+        demo.stop()
+
+
+def private_data_dir(root, shop):  # pylint: disable=redefined-outer-name
+    """What AWX hands ansible-runner: the project checkout, the inventory, the job's environment."""
+    pdd = os.path.join(root, 'runner')
+    shutil.copytree(os.path.join(REPO, 'awx', 'project'), os.path.join(pdd, 'project'))
+    os.makedirs(os.path.join(pdd, 'inventory'))
+    with open(os.path.join(pdd, 'inventory', 'hosts.yml'), 'w', encoding='utf-8') as f:
+        yaml.safe_dump(shop.inventory(), f)
+    os.makedirs(os.path.join(pdd, 'env'))
+    envvars = {'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS_PATH, 'ANSIBLE_COLLECTIONS_SCAN_SYS_PATH': 'false',
+               'DJANGOOPS_REPORT_DIR': os.path.join(root, 'reports'), 'ANSIBLE_NOCOLOR': '1',
+               'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
+    with open(os.path.join(pdd, 'env', 'envvars'), 'w', encoding='utf-8') as f:
+        yaml.safe_dump(envvars, f)
+    return pdd
+
+
+def run_job(pdd, release, ident):
+    return ansible_runner.run(private_data_dir=pdd, playbook='deploy.yml', ident=ident, quiet=True,
+                              extravars={'window_release_version': release}, timeout=900)
+
+
+def window_artifact(job):
+    stats = [e for e in job.events if e.get('event') == 'playbook_on_stats']
+    assert len(stats) == 1, 'no playbook_on_stats event'
+    return stats[0]['event_data']['artifact_data']['djangoops_window']
+
+
+def test_good_and_bad_release_through_ansible_runner(tmp_path, shop):  # pylint: disable=redefined-outer-name
+    pdd = private_data_dir(str(tmp_path), shop)
+
+    good = run_job(pdd, '2.0', 'good')
+    assert good.status == 'successful' and good.rc == 0, good.stdout.read()[-4000:]
+    report = window_artifact(good)
+    host = report['hosts']['demo-shop']
+    assert report['ok'] is True and report['release'] == '2.0'
+    assert host['status'] == 'migrated' and 'shop.0007_order_priority' in host['migrations_applied'], host
+    assert host['verification']['ok'] is True and host['snapshot']['id']
+    # The artifact is the report the window wrote on the controller.
+    with open(os.path.join(report['report_dir'], 'report.json'), encoding='utf-8') as f:
+        assert json.load(f) == report
+    assert os.readlink(os.path.join(shop.app, 'current')).endswith('/releases/2.0')
+    # What ansible-runner leaves for AWX: status and rc in the job's artifacts directory.
+    with open(os.path.join(pdd, 'artifacts', 'good', 'status'), encoding='utf-8') as f:
+        assert f.read().strip() == 'successful'
+    data_after_good = shop.data()
+
+    bad = run_job(pdd, '3.0', 'bad')
+    assert bad.status == 'failed' and bad.rc != 0, bad.stdout.read()[-4000:]
+    report = window_artifact(bad)
+    host = report['hosts']['demo-shop']
+    assert report['ok'] is False and report['summary'] == {'restored': ['demo-shop']}, report['summary']
+    assert host['status'] == 'restored' and 'migrate' in host['error'], host.get('error')
+    assert host['restored']['database'] is True and host['restored']['release'] is True, host['restored']
+    assert host['verification_restored']['ok'] is True
+    assert bad.stats['failures'] == {'demo-shop': 1}, bad.stats
+    with open(os.path.join(pdd, 'artifacts', 'bad', 'status'), encoding='utf-8') as f:
+        assert f.read().strip() == 'failed'
+    # Restored: the data, the live release, no maintenance flag left behind.
+    assert shop.data() == data_after_good
+    assert os.readlink(os.path.join(shop.app, 'current')).endswith('/releases/2.0')
+    assert not os.path.exists(os.path.join(shop.app, 'maintenance.on'))
