@@ -200,8 +200,8 @@ class SnapshotCopyManager(object):
                 if remote.kind != 's3' or remote.present(entry):
                     result['already_present'].append(snap.id)
                     continue
-                raise RemoteError('snapshot %s on %s has its manifest but lacks objects; delete it there (snapshot_'
-                                  'remote_prune with keep_ids excluded) and push again' % (snap.id, remote.describe()))
+                raise RemoteError('snapshot %s on %s has its manifest but lacks objects it lists; delete everything under '
+                                  '%s/ in the bucket and push again' % (snap.id, remote.describe(), snap.id))
             todo.append(snap)
         result['copied'] = [s.id for s in todo]
         result['bytes'] = sum(s.manifest.get('bytes', 0) for s in todo)
