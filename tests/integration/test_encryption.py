@@ -16,6 +16,7 @@ import pytest
 from support import mysql_data, pg_data, sqlite_data
 from support.file_writes import run_module_writes, unexpected_writes
 from support.media_tree import describe, make_rich_tree, write
+from support.django_project import django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
 from support.modules import run_module
 
 MARKER = 'PLAINTEXT-MARKER-7f3a9c'
@@ -210,3 +211,28 @@ def test_media_archive(tmp_path, keys):
     assert ok['trees'][0]['target_verified'] is True
     assert describe(media) == before
     assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('.djangoops-restore-')], 'staging removed'
+
+
+# -- Django fixtures ----------------------------------------------------------------------------
+
+def test_django_fixture(shop_factory, tmp_path, keys):  # noqa: F811
+    shop = shop_factory('5.2', 'sqlite')
+    assert not shop.run('django_migrate').failed
+    shop.manage('seed_demo', '--products', '20', '--orders', '5', '--customers', '2')
+    before = shop.digest()
+    root = str(tmp_path / 'snaps')
+    r = shop.run('django_dumpdata', snapshot_root=root, encrypt_recipients=[keys['backup']['public']])
+    assert not r.failed, r
+    path = os.path.join(root, r['snapshot_id'], r['files'][0]['path'])
+    assert path.endswith('.zst.age') or path.endswith('.gz.age'), path
+    with open(path, 'rb') as f:
+        assert f.read(22) == AGE_HEADER
+    verify_without_key(root, r['snapshot_id'])
+    shop.manage('seed_demo', '--products', '30', '--orders', '7', '--seed', '7')
+    drifted = shop.digest()
+    refuses(shop.run('django_loaddata', snapshot_root=root, flush=True,
+                     decrypt_identity=keys['stranger']['path']), 'cannot decrypt')
+    assert shop.digest() == drifted, 'a refused key must not touch the database'
+    ok = shop.run('django_loaddata', snapshot_root=root, flush=True, decrypt_identity=keys['backup']['path'])
+    assert not ok.failed and ok['counts_match'] is True, ok
+    assert shop.digest() == before
