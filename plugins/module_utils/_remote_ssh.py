@@ -76,7 +76,7 @@ class SshStore(object):
         self.p = params
         self.record = record
         self.root = os.path.normpath(params['path'])
-        if not _PATH_RE.match(params['path']) or '..' in self.root.split('/') or self.root == '/':
+        if not _PATH_RE.match(params['path']) or '..' in params['path'].split('/') or self.root == '/':
             raise RemoteError('remote.path must be an absolute directory path of letters, digits and "_./@+-" '
                               '(not /), got %r' % (params['path'],))
         if not _HOST_RE.match(params['host']):
