@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import signal
 
+from ansible_collections.djangoops.maintenance.plugins.module_utils import _age
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, find_tool
 
 COMPRESSIONS = ('none', 'gzip', 'zstd')
@@ -83,6 +85,48 @@ def decompressor_step(compression):
     if compression == 'none':
         return None
     raise EngineError('snapshot uses compression %r, which this collection does not know' % (compression,))
+
+
+def output_chain(opts, threads=None):
+    """The stages between a dump tool and the snapshot file: the compressor, then the encryptor.
+    Every engine writes through this, so encryption happens in the stream and only ciphertext
+    reaches the disk. Returns (steps, file-name suffix)."""
+    compression = opts.get('compression', 'none')
+    steps = []
+    comp = compressor_step(compression, opts.get('compression_level'),
+                           opts.get('threads', 0) if threads is None else threads)
+    if comp is not None:
+        steps.append(comp)
+    suffix = SUFFIX[compression]
+    if opts.get('encryption'):
+        steps.append(_age.encrypt_step(opts['encryption']))
+        suffix += _age.SUFFIX
+    return steps, suffix
+
+
+def input_chain(part_meta, identity=None, partial=False):
+    """The stages that turn a snapshot file back into the dump tool's output: the decryptor, then the
+    decompressor. ``partial``: the reader may stop early (a table-of-contents pass)."""
+    steps = []
+    if _age.part_encryption(part_meta):
+        if not identity:
+            raise EngineError('the snapshot part is encrypted; an identity (decrypt_identity) is needed to read it')
+        steps.append(_age.decrypt_step(identity, partial=partial))
+    decomp = decompressor_step(part_meta.get('compression', 'none'))
+    if decomp is not None:
+        if partial:
+            decomp = Step(decomp.argv, ok_returncodes=(0, -signal.SIGPIPE), name=decomp.name)
+        steps.append(decomp)
+    return steps
+
+
+def encryption_record(opts, files):
+    """What a part's metadata says about its encryption (None when it is not encrypted): method,
+    recipients and which files (relative to the snapshot) hold ciphertext."""
+    enc = opts.get('encryption')
+    if not enc:
+        return None
+    return {'method': enc['method'], 'recipients': list(enc['recipients']), 'files': sorted(f['path'] for f in files)}
 
 
 class RowDigest(object):
@@ -156,6 +200,7 @@ class Engine(object):
         opts['format'] = fmt
         opts['compression'] = resolve_compression(opts.get('compression'))
         opts['compression_level'] = check_compression(opts['compression'], opts.get('compression_level'))
+        opts['encryption'] = _age.encryption_options(opts.get('encrypt_recipients'))
         opts.setdefault('table_stats', 'counts')
         if opts['table_stats'] not in TABLE_STATS:
             raise EngineError('table_stats must be one of %s, got %r' % (', '.join(TABLE_STATS), opts['table_stats']))

@@ -23,7 +23,7 @@ import ssl
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_client as client
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_stats as stats
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    Engine, EngineError, SUFFIX, compressor_step, decompressor_step, parse_version, version_text)
+    Engine, EngineError, encryption_record, input_chain, output_chain, parse_version, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._mysql_definers import DefinerRewriter
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
     Step, TailTap, ToolError, find_tool, run, run_pipeline)
@@ -289,11 +289,10 @@ class MySQLEngine(Engine):
         self.record('table statistics (%s) in one consistent snapshot' % opts.get('table_stats', 'counts'))
         dump_step = Step(self.dump_argv(info, name), error_patterns=_DUMP_ERRORS, name=info.name)
         items = [dump_step, FooterTap(info.name)]
-        comp = compressor_step(compression, level, opts.get('threads', 0))
-        if comp is not None:
-            items.append(comp)
+        chain, suffix = output_chain(opts)
+        items += chain
         self.record(' | '.join(i.display() for i in items if isinstance(i, Step)))
-        hf = part.create(DUMP_NAME + SUFFIX[compression])
+        hf = part.create(DUMP_NAME + suffix)
         try:
             run_pipeline(items, sink=hf, timeout=opts.get('timeout'))
         except BaseException:
@@ -301,7 +300,7 @@ class MySQLEngine(Engine):
             raise
         hf.close()
         part.add_hashed(hf)
-        return {
+        meta = {
             'kind': 'database',
             'engine': self.name,
             'database': name,
@@ -321,6 +320,10 @@ class MySQLEngine(Engine):
             'views': facts['views'],
             'definers': facts['definers'],
         }
+        encryption = encryption_record(opts, part.files)
+        if encryption:
+            meta['encryption'] = encryption
+        return meta
 
     # -- restore -----------------------------------------------------------------------------
     def client_argv(self, info, database):
@@ -367,10 +370,10 @@ class MySQLEngine(Engine):
         self.check_definers(part_meta, mode, probe['current_user'])
         self._recreate(target, part_meta)
         items = []
-        decomp = decompressor_step(part_meta.get('compression', 'none'))
+        chain = input_chain(part_meta, opts.get('identity'))
         rewriter = DefinerRewriter() if mode == 'current_user' else None
-        if decomp is not None:
-            items.append(decomp)
+        if chain:
+            items += chain
         elif rewriter is not None:
             items.append(Step([find_tool('cat')], name='cat'))  # a pipeline starts with a process
         if rewriter is not None:

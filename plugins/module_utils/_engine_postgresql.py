@@ -24,7 +24,7 @@ import secrets
 import threading
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    DEFAULT_LEVEL, SUFFIX, Engine, EngineError, check_compression, compressor_step,
+    DEFAULT_LEVEL, Engine, EngineError, check_compression, encryption_record, output_chain,
     parse_version, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_client import (
     ClientTools, archive_reader_problem, dump_client_problem, major)
@@ -173,6 +173,10 @@ class PostgreSQLEngine(Engine):
         if jobs < 1:
             raise EngineError('jobs must be 1 or more, got %s' % jobs)
         opts['jobs'] = jobs
+        if opts['format'] == 'directory' and opts.get('encryption'):
+            raise EngineError('format directory cannot be encrypted: pg_dump writes its files itself, so they would '
+                              'be plaintext on disk; with encrypt_recipients use format custom (restored with '
+                              'pg_restore too) or plain')
         # check_client finishes the choice once pg_dump's version is known (zstd in the directory format).
         self._dump_opts = opts
         return opts
@@ -321,6 +325,9 @@ class PostgreSQLEngine(Engine):
             if facts.get(key):
                 meta[key] = facts[key]
         meta.update(extra)
+        encryption = encryption_record(opts, part.files)
+        if encryption:
+            meta['encryption'] = encryption
         return meta
 
     def _dump_stream(self, part, argv, fmt, compression, level, opts):
@@ -329,11 +336,10 @@ class PostgreSQLEngine(Engine):
         dump = Step(argv, env=self.pg.tool_env(), error_patterns=PG_DUMP_ERRORS, name='pg_dump')
         tap = FooterTap() if fmt == 'plain' else TailTap(size=16)  # counts the uncompressed bytes
         items = [dump, tap]
-        compressor = compressor_step(compression, level, opts.get('threads', 0))
-        if compressor is not None:
-            items.append(compressor)
+        chain, suffix = output_chain(dict(opts, compression=compression, compression_level=level))
+        items += chain
         self.record(' | '.join(i.display() for i in items if isinstance(i, Step)))
-        hf = part.create(DUMP_NAMES[fmt] + SUFFIX[compression])
+        hf = part.create(DUMP_NAMES[fmt] + suffix)
         try:
             run_pipeline(items, sink=hf, timeout=opts.get('timeout'))
             hf.close()

@@ -24,7 +24,7 @@ import tempfile
 from urllib.parse import quote
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    Engine, EngineError, RowDigest, SUFFIX, check_compression, compressor_step, decompressor_step, json_value)
+    Engine, EngineError, RowDigest, check_compression, encryption_record, input_chain, json_value, output_chain)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import run_pipeline
 
 DUMP_NAME = 'database.sqlite3'
@@ -156,8 +156,57 @@ class SQLiteEngine(Engine):
         compression = opts.get('compression', 'none')
         level = check_compression(compression, opts.get('compression_level'))
         st = os.stat(src_path)
-        copy_path = part.path_of(DUMP_NAME if compression == 'none' else '.copy.sqlite3')
-        os.close(os.open(copy_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        chain, suffix = output_chain(opts)
+        if opts.get('encryption'):
+            # The backup API needs a file. Under the snapshot root it would be plaintext where only
+            # ciphertext may be; beside the live database (0600) it exposes nothing the database does not.
+            fd, copy_path = tempfile.mkstemp(prefix='.%s.djangoops-copy-' % os.path.basename(src_path),
+                                             dir=os.path.dirname(src_path))
+            os.close(fd)
+        else:
+            copy_path = part.path_of(DUMP_NAME if not chain else '.copy.sqlite3')
+            os.close(os.open(copy_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            journal_mode, tables = self._copy(src_path, copy_path, opts)
+            if not chain:
+                part.add_existing(DUMP_NAME)
+            else:
+                hf = part.create(DUMP_NAME + suffix)
+                try:
+                    self.record(' | '.join(s.display() for s in chain))
+                    run_pipeline(chain, stdin_path=copy_path, sink=hf)
+                except BaseException:
+                    hf.discard()
+                    raise
+                hf.close()
+                part.add_hashed(hf)
+        finally:
+            if chain:
+                for leftover in ('', '-wal', '-shm', '-journal'):
+                    if os.path.exists(copy_path + leftover):
+                        os.unlink(copy_path + leftover)
+        meta = {
+            'kind': 'database',
+            'engine': self.name,
+            'database': src_path,
+            'format': 'sqlite3',
+            'compression': compression,
+            'compression_level': level,
+            'server_version': sqlite3.sqlite_version,
+            'client_version': sqlite3.sqlite_version,
+            'journal_mode': journal_mode,
+            'source_mode': '%04o' % (st.st_mode & 0o7777),
+            'source_uid': st.st_uid,
+            'source_gid': st.st_gid,
+            'tables': tables,
+        }
+        encryption = encryption_record(opts, part.files)
+        if encryption:
+            meta['encryption'] = encryption
+        return meta
+
+    def _copy(self, src_path, copy_path, opts):
+        """The consistent copy, checked; returns (journal mode, table stats)."""
         src = dst = None
         try:
             src = sqlite3.connect(_ro_uri(src_path), uri=True, timeout=self.conn.get('connect_timeout') or 10)
@@ -176,36 +225,7 @@ class SQLiteEngine(Engine):
                 os.unlink(copy_path + leftover)
         _check_integrity(copy_path)
         self.record('PRAGMA integrity_check on the copy')
-        tables = sqlite_table_stats(copy_path, opts.get('table_stats', 'counts'), immutable=True)
-        if compression == 'none':
-            part.add_existing(DUMP_NAME)
-        else:
-            hf = part.create(DUMP_NAME + SUFFIX[compression])
-            try:
-                step = compressor_step(compression, level, opts.get('threads', 0))
-                self.record(step.display())
-                run_pipeline([step], stdin_path=copy_path, sink=hf)
-            except BaseException:
-                hf.discard()
-                raise
-            hf.close()
-            part.add_hashed(hf)
-            os.unlink(copy_path)
-        return {
-            'kind': 'database',
-            'engine': self.name,
-            'database': src_path,
-            'format': 'sqlite3',
-            'compression': compression,
-            'compression_level': level,
-            'server_version': sqlite3.sqlite_version,
-            'client_version': sqlite3.sqlite_version,
-            'journal_mode': journal_mode,
-            'source_mode': '%04o' % (st.st_mode & 0o7777),
-            'source_uid': st.st_uid,
-            'source_gid': st.st_gid,
-            'tables': tables,
-        }
+        return journal_mode, sqlite_table_stats(copy_path, opts.get('table_stats', 'counts'), immutable=True)
 
     def restore(self, snapshot, part_meta, opts):
         target = self._path(opts.get('database') or part_meta.get('database'))
@@ -225,13 +245,13 @@ class SQLiteEngine(Engine):
         fd, tmp = tempfile.mkstemp(prefix='.%s.restore-' % os.path.basename(target), dir=target_dir)
         os.close(fd)
         try:
-            step = decompressor_step(part_meta.get('compression', 'none'))
-            if step is None:
+            chain = input_chain(part_meta, opts.get('identity'))
+            if not chain:
                 shutil.copyfile(src, tmp)
                 self.record('copy %s -> %s' % (src, tmp))
             else:
-                self.record(step.display())
-                run_pipeline([step], stdin_path=src, stdout_path=tmp)
+                self.record(' | '.join(s.display() for s in chain))
+                run_pipeline(chain, stdin_path=src, stdout_path=tmp)
             with open(tmp, 'rb') as f:
                 os.fsync(f.fileno())
             _check_integrity(tmp)

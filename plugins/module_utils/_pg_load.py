@@ -9,7 +9,10 @@ psql (the pipelines only; which database, and what happens around it, is the eng
 - ``parallel``: ``pg_restore --jobs`` into a fresh database. pg_restore reads a pipe only with one
   worker, so a compressed custom dump is first decompressed into a private file beside the
   snapshots (while a second stream restores the pre-data section); without room for that it is
-  streamed into one worker.
+  streamed into one worker. An encrypted dump is always streamed into one worker: decrypting it
+  into a file would put plaintext on disk, which encryption at rest rules out.
+
+Every read of a snapshot file goes through ``_engine_base.input_chain`` (decrypt, decompress).
 
 With ``--role=<owner>`` (a superuser restoring for the database owner), extensions that only a
 superuser may create would fail, so the archive's EXTENSION entries (and their comments) are
@@ -22,11 +25,10 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import tempfile
 import threading
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import decompressor_step
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import input_chain
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import dbname_option
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, display, run_pipeline
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import free_bytes
@@ -99,25 +101,28 @@ class PgLoader(object):
 
     # -- pieces ------------------------------------------------------------------------------
     @staticmethod
-    def _reader(decompressor, partial=False):
-        """The decompressor; for a pass that reads only the start of the archive, the reader hanging
-        up early (SIGPIPE) is expected."""
-        if decompressor is None or not partial:
-            return decompressor
-        return Step(decompressor.argv, ok_returncodes=(0, -signal.SIGPIPE), name=decompressor.name)
+    def chain(meta, opts, partial=False):
+        """Decryptor and decompressor in front of pg_restore/psql; for a pass that reads only the start
+        of the archive (``partial``), the reader hanging up early (SIGPIPE) is expected. A directory
+        archive is read by pg_restore itself."""
+        if meta['format'] == 'directory':
+            return []
+        return input_chain(meta, opts.get('identity'), partial=partial)
 
-    def _archive(self, fmt, source, decompressor):
+    @staticmethod
+    def _archive(fmt, source, chain):
         """pg_restore arguments naming the archive (none when it comes on stdin) and the stdin path."""
-        if decompressor is None:
+        if not chain:
             return ['--format=' + fmt, source], None
         return ['--format=' + fmt], source
 
-    def extension_lists(self, fmt, source, decompressor, opts):
+    def extension_lists(self, meta, source, opts):
         """(extensions list, rest list) files for ``--use-list``, or None when the archive has no extension."""
-        args, stdin = self._archive(fmt, source, decompressor)
-        items = [self._reader(decompressor, partial=True)] if decompressor else []
+        fmt = meta['format']
+        reader = self.chain(meta, opts, partial=True)
+        args, stdin = self._archive(fmt, source, reader)
         sink = _Collect()
-        self.run(items + [self.pg_restore(['--list'] + args)], stdin, opts, sink=sink)
+        self.run(reader + [self.pg_restore(['--list'] + args)], stdin, opts, sink=sink)
         ext, rest = split_toc(sink.text())
         if not ext:
             return None
@@ -129,19 +134,18 @@ class PgLoader(object):
     def transaction(self, meta, source, database, role, opts, first_sql=None, as_superuser=False):
         """One psql transaction: ``first_sql`` (a file) first, then the snapshot; all or nothing."""
         fmt = meta['format']
-        decompressor = decompressor_step(meta.get('compression', 'none'))
+        items = self.chain(meta, opts)
         files = [first_sql] if first_sql else []
-        items = [decompressor] if decompressor else []
         if fmt == 'plain':
             items.append(self.psql(database, files, role=role))
             self.run(items, source, opts)
             return
-        args, stdin = self._archive(fmt, source, decompressor)
-        lists = self.extension_lists(fmt, source, decompressor, opts) if role and as_superuser else None
+        args, stdin = self._archive(fmt, source, items)
+        lists = self.extension_lists(meta, source, opts) if role and as_superuser else None
         toc = None
         if lists:
             extensions_sql = os.path.join(self.secrets.path, 'extensions-%s.sql' % secrets.token_hex(4))
-            reader = [self._reader(decompressor, partial=True)] if decompressor else []
+            reader = self.chain(meta, opts, partial=True)
             self.run(reader + [self.pg_restore(['--file=' + extensions_sql] + args, toc=lists[0])], stdin, opts)
             files.append(extensions_sql)
             toc = lists[1]
@@ -152,42 +156,48 @@ class PgLoader(object):
     def parallel(self, meta, source, database, role, opts, scratch_root, jobs, as_superuser=False):
         """pg_restore with ``jobs`` workers into an empty database."""
         fmt = meta['format']
-        decompressor = decompressor_step(meta.get('compression', 'none')) if fmt == 'custom' else None
+        streamed = bool(self.chain(meta, opts))
         lists = None
         if role and as_superuser:
-            lists = self.extension_lists(fmt, source, decompressor, opts)
+            lists = self.extension_lists(meta, source, opts)
             if lists:
-                self._restore_extensions(fmt, source, decompressor, database, opts, lists[0])
+                self._restore_extensions(meta, source, database, opts, lists[0])
         toc = lists[1] if lists else None
-        if decompressor is None:
-            self._restore(fmt, source, None, database, role, opts, jobs, toc)
+        if not streamed:
+            self._restore(meta, source, database, role, opts, jobs, toc)
             return
         need = meta.get('dump_bytes')
-        if jobs > 1 and need and free_bytes(scratch_root) >= need + SPACE_SLACK:
-            self._restore_decompressed(fmt, source, decompressor, database, role, opts, jobs, toc, scratch_root)
+        if meta.get('encryption'):
+            if jobs > 1:
+                self.record('the dump is encrypted: restoring from the decrypting stream with one worker (a '
+                            'parallel restore would need the plaintext dump on disk)')
+        elif jobs > 1 and need and free_bytes(scratch_root) >= need + SPACE_SLACK:
+            self._restore_decompressed(meta, source, database, role, opts, jobs, toc, scratch_root)
             return
-        if jobs > 1:
+        elif jobs > 1:
             self.record('not enough free space under %s for the decompressed dump (%s bytes): restoring from a '
                         'pipe with one worker' % (scratch_root, need))
-        self._restore(fmt, source, decompressor, database, role, opts, 1, toc)
+        self._restore(meta, source, database, role, opts, 1, toc)
 
-    def _restore_extensions(self, fmt, source, decompressor, database, opts, toc):
-        args, stdin = self._archive(fmt, source, decompressor)
-        reader = [self._reader(decompressor, partial=True)] if decompressor else []
+    def _restore_extensions(self, meta, source, database, opts, toc):
+        reader = self.chain(meta, opts, partial=True)
+        args, stdin = self._archive(meta['format'], source, reader)
         self.run(reader + [self.pg_restore(args, database, toc=toc)], stdin, opts)
 
-    def _restore(self, fmt, source, decompressor, database, role, opts, jobs, toc, sections=()):
-        args, stdin = self._archive(fmt, source, decompressor)
+    def _restore(self, meta, source, database, role, opts, jobs, toc, sections=(), plain_file=False):
+        """One pg_restore; ``plain_file``: ``source`` is the decompressed archive, read directly."""
+        items = [] if plain_file else self.chain(meta, opts, partial=bool(sections))
+        args, stdin = self._archive(meta['format'], source, items)
         workers = ['--jobs=%d' % jobs] if jobs > 1 else []
-        items = [self._reader(decompressor, partial=bool(sections))] if decompressor else []
         items.append(self.pg_restore(workers + ['--section=' + s for s in sections] + args, database, role=role,
                                      toc=toc))
         self.run(items, stdin, opts)
 
-    def _restore_decompressed(self, fmt, source, decompressor, database, role, opts, jobs, toc, scratch_root):
+    def _restore_decompressed(self, meta, source, database, role, opts, jobs, toc, scratch_root):
         """Decompress into a private file for the parallel workers and, meanwhile, restore the
         pre-data section (the CREATE statements, which need only the archive's table of contents)
-        from a second stream: the decompression pass then costs hardly any wall time."""
+        from a second stream: the decompression pass then costs hardly any wall time. Never used
+        for an encrypted dump (the file would be plaintext)."""
         tmpdir = tempfile.mkdtemp(prefix='.restore-', dir=scratch_root)
         try:
             plain = os.path.join(tmpdir, 'database.dump')
@@ -196,19 +206,21 @@ class PgLoader(object):
 
             def pre_data():
                 try:
-                    self._restore(fmt, source, decompressor, database, role, opts, 1, toc, sections=('pre-data',))
+                    self._restore(meta, source, database, role, opts, 1, toc, sections=('pre-data',))
                 except BaseException as e:  # pylint: disable=broad-except
                     errors.append(e)
 
             worker = threading.Thread(target=pre_data, daemon=True)
             worker.start()
             try:
-                self.record(display(decompressor.argv) + ' < %s > %s' % (source, plain))
-                run_pipeline([decompressor], stdin_path=source, stdout_path=plain, timeout=opts.get('timeout'))
+                reader = self.chain(meta, opts)
+                self.record(' | '.join(display(s.argv) for s in reader) + ' < %s > %s' % (source, plain))
+                run_pipeline(reader, stdin_path=source, stdout_path=plain, timeout=opts.get('timeout'))
             finally:
                 worker.join()
             if errors:
                 raise errors[0]
-            self._restore(fmt, plain, None, database, role, opts, jobs, toc, sections=('data', 'post-data'))
+            self._restore(meta, plain, database, role, opts, jobs, toc, sections=('data', 'post-data'),
+                          plain_file=True)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)

@@ -119,6 +119,19 @@ options:
     description:
       - Seconds after which the restore is stopped and the task fails. No limit when omitted.
     type: int
+  decrypt_identity:
+    description:
+      - Path, on the host, of an age identity file (C(AGE-SECRET-KEY-1...), as written by C(age-keygen)) or an SSH
+        private key without passphrase, to decrypt a snapshot taken with C(encrypt_recipients) (M(djangoops.maintenance.db_snapshot)).
+      - Before the target is touched, the first chunk of the dump is decrypted with it; a missing or wrong key fails
+        the task with nothing changed.
+      - Mutually exclusive with O(decrypt_identity_content).
+    type: path
+  decrypt_identity_content:
+    description:
+      - The identity itself (for example from Ansible Vault). It is written to a private 0600 file in a 0700
+        directory that is removed when the task ends, and never logged.
+    type: str
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -134,6 +147,8 @@ notes:
     the snapshot's extensions first as itself, so extensions only a superuser may create (PostGIS, dblink)
     work for custom and directory dumps; for plain dumps, and for a login user who is not a superuser, such
     an extension makes the restore fail (and leaves the target as it was).
+  - An encrypted PostgreSQL custom dump is restored by one C(pg_restore) worker reading the decrypting stream;
+    O(jobs) does not apply, because a parallel restore needs the plaintext dump as a file on disk.
   - PostgreSQL - C(pg_restore) must be at least as new as the C(pg_dump) that wrote the snapshot; this is
     checked before the target is touched.
 seealso:
@@ -164,6 +179,14 @@ EXAMPLES = r'''
     snapshot_root: /var/backups/django
     snapshot_id: latest
 
+- name: Restore an encrypted snapshot with the key from the vault
+  djangoops.maintenance.db_restore:
+    engine: postgresql
+    database: shop
+    snapshot_root: /var/backups/django
+    snapshot_id: "{{ snap.snapshot_id }}"
+    decrypt_identity_content: "{{ vault_backup_age_identity }}"
+
 - name: SQLite back in place (stop the application first)
   djangoops.maintenance.db_restore:
     engine: sqlite
@@ -190,6 +213,10 @@ verified_files:
   returned: always
   type: list
   elements: str
+encrypted:
+  description: Whether the part was encrypted (and the identity given could decrypt it).
+  returned: success
+  type: bool
 seconds:
   description: Wall time of the restore, in seconds.
   returned: success and not check mode
@@ -222,6 +249,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.djangoops.maintenance.plugins.module_utils._age import (
+    check_identity, identity_file, part_encryption)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import compare_tables
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engines import (
     connection_argument_spec, connection_params, get_engine)
@@ -251,6 +280,12 @@ class DbRestoreManager(object):
         self.partial_result = result
         snap.require_sound([part_name])  # before the target is touched
         with private_dir() as secrets:
+            identity = None
+            if part_encryption(part_meta):
+                identity = identity_file(p, secrets)
+                check_identity(snap.file_path(part_meta['files'][0]), identity,
+                               'snapshot %s part %r' % (snap.id, part_name))
+            result['encrypted'] = identity is not None
             engine = get_engine(p['engine'], connection_params(p), secrets)
             result['commands'] = engine.commands
             probe = engine.probe(target)
@@ -264,7 +299,7 @@ class DbRestoreManager(object):
             details = engine.restore(snap, part_meta, dict(
                 database=target, create=p['create'], jobs=p['jobs'], pg_clean=p['pg_clean'],
                 terminate_connections=p['terminate_connections'], mysql_definers=p['mysql_definers'],
-                timeout=p['timeout']))
+                timeout=p['timeout'], identity=identity))
             result.update(details)
             result['seconds'] = round(time.monotonic() - started, 3)
             self.compare(engine, target, part_meta, result)
@@ -309,9 +344,12 @@ def main():
         verify_tables=dict(type='str', default='auto', choices=['auto', 'counts', 'checksums', 'none']),
         fail_on_mismatch=dict(type='bool', default=True),
         timeout=dict(type='int'),
+        decrypt_identity=dict(type='path'),
+        decrypt_identity_content=dict(type='str', no_log=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[('snapshot_id', 'snapshot_path')])
+                           mutually_exclusive=[('snapshot_id', 'snapshot_path'),
+                                               ('decrypt_identity', 'decrypt_identity_content')])
     run_manager(module, DbRestoreManager)
 
 

@@ -113,6 +113,19 @@ options:
     description:
       - Seconds after which the dump is stopped and the task fails. No limit when omitted.
     type: int
+  encrypt_recipients:
+    description:
+      - Encrypt the dump at rest with age for these recipients - age public keys (C(age1...)) or SSH public keys
+        (C(ssh-ed25519 ...), C(ssh-rsa ...)). Any one of the matching private keys can decrypt it.
+      - Encryption is one more process of the stream (C(dump | compressor | age -r ...)), so only ciphertext is
+        written under O(snapshot_root); the manifest records the part as encrypted, for which recipients, and the
+        sha256 of the encrypted bytes, so M(djangoops.maintenance.snapshot_info) verifies it without a key.
+      - Needs the C(age) tool on the host. Not available with the PostgreSQL V(directory) format (C(pg_dump) writes
+        those files itself); use V(custom). SQLite - the consistent copy the backup API needs is made beside the
+        live database file (0600) and removed after it was encrypted. See docs/encryption.md.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -171,6 +184,15 @@ EXAMPLES = r'''
     snapshot_id: "{{ window_snapshot_id }}"
     part: database
     finalize: false
+
+- name: Encrypted at rest for the backup team's key and an offline recovery key
+  djangoops.maintenance.db_snapshot:
+    engine: postgresql
+    database: shop
+    snapshot_root: /var/backups/django
+    encrypt_recipients:
+      - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+      - "{{ lookup('ansible.builtin.file', 'files/recovery.pub') }}"
 
 - name: Directory format with 4 workers
   djangoops.maintenance.db_snapshot:
@@ -231,6 +253,10 @@ compression:
   returned: always
   type: str
   sample: zstd
+encrypted:
+  description: Whether the dump is encrypted with age (O(encrypt_recipients) given).
+  returned: always
+  type: bool
 server_version:
   description: Version of the database server.
   returned: always
@@ -307,13 +333,15 @@ class DbSnapshotManager(object):
             engine = get_engine(p['engine'], connection_params(p), secrets)
             opts = engine.resolve_options(dict(
                 format=p['format'], compression=p['compression'], compression_level=p['compression_level'],
-                jobs=p['jobs'], table_stats=p['table_stats'], timeout=p['timeout']))
+                jobs=p['jobs'], table_stats=p['table_stats'], timeout=p['timeout'],
+                encrypt_recipients=p['encrypt_recipients']))
             probe = engine.probe()
             if not probe['database_exists']:
                 raise ModuleFailure('database %s does not exist on the %s server' % (probe['database'], p['engine']))
             engine.check_client(probe)
             preflight = self.preflight(store, engine, probe, opts)
             result = dict(changed=True, part=part_name, format=opts['format'], compression=opts['compression'],
+                          encrypted=bool(opts.get('encryption')),
                           server_version=probe['server_version'], client_version=probe['client_version'],
                           database_bytes=probe['database_bytes'], preflight=preflight, finalized=False)
             self.partial_result = result
@@ -385,6 +413,7 @@ def main():
         space_check=dict(type='bool', default=True),
         space_margin=dict(type='float', default=0.2),
         timeout=dict(type='int'),
+        encrypt_recipients=dict(type='list', elements='str', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_manager(module, DbSnapshotManager)

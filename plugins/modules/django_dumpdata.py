@@ -89,6 +89,14 @@ options:
       - Labels stored in the manifest when this task finalizes the snapshot.
     type: dict
     default: {}
+  encrypt_recipients:
+    description:
+      - Encrypt the fixture at rest with age for these recipients (age public keys C(age1...) or SSH public keys),
+        in the stream after the compressor; only ciphertext is written. M(djangoops.maintenance.django_loaddata)
+        then needs C(decrypt_identity). See docs/encryption.md.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -197,7 +205,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django import (
     DJANGO_MUTUALLY_EXCLUSIVE, DjangoProject, django_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    COMPRESSION_CHOICES, SUFFIX, check_compression, compressor_step, resolve_compression)
+    COMPRESSION_CHOICES, check_compression, encryption_record, output_chain, resolve_compression)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._age import encryption_options
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
     run_manager, snapshot_target_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
@@ -220,6 +229,7 @@ class DjangoDumpdataManager(object):
         labels = validate_labels(p['labels'])
         compression = resolve_compression(p['compression'])
         level = check_compression(compression, p['compression_level'])
+        encryption = encryption_options(p['encrypt_recipients'])
         project = DjangoProject(p)
         args = list(p['apps']) + ['--database', project.alias, '--format', p['format']]
         args += ['--exclude=%s' % e for e in p['exclude']]
@@ -244,7 +254,8 @@ class DjangoDumpdataManager(object):
         try:
             part = builder.part(part_name)
             try:
-                record = self.dump(project, part, request, compression, level)
+                record = self.dump(project, part, request, dict(compression=compression, compression_level=level,
+                                                                encryption=encryption))
             except BaseException:
                 builder.discard_part(part_name)
                 raise
@@ -260,23 +271,25 @@ class DjangoDumpdataManager(object):
             result['manifest'] = manifest
         return result
 
-    def dump(self, project, part, request, compression, level):
-        hf = part.create('fixture.%s%s' % (request['format'], SUFFIX[compression]))
+    def dump(self, project, part, request, opts):
+        chain, suffix = output_chain(opts, threads=0)
+        hf = part.create('fixture.%s%s' % (request['format'], suffix))
         try:
-            compressor = compressor_step(compression, level)
-            if compressor is not None:
-                project.commands.append(compressor.display())
-            facts = project.stream(dict(request, command='dumpdata'), after=[compressor] if compressor else [], sink=hf)
+            project.commands.extend(s.display() for s in chain)
+            facts = project.stream(dict(request, command='dumpdata'), after=chain, sink=hf)
         except BaseException:
             hf.discard()
             raise
         hf.close()
         part.add_hashed(hf)
-        meta = dict(kind=PART_KIND, format=request['format'], compression=compression, compression_level=level,
+        meta = dict(kind=PART_KIND, format=request['format'], compression=opts['compression'],
+                    compression_level=opts['compression_level'],
                     apps=request['apps'], exclude=request['exclude'], natural_foreign=request['natural_foreign'],
                     natural_primary=request['natural_primary'], counts=facts['counts'], objects=facts['objects'],
                     source=facts['vendor'], django_version=facts['django_version'], settings=project.settings,
                     database_alias=project.alias, commands=list(project.commands))
+        if opts.get('encryption'):
+            meta['encryption'] = encryption_record(opts, part.files)
         return dict(part.commit(meta), django_version=facts['django_version'])
 
 
@@ -292,6 +305,7 @@ def main():
         natural_primary=dict(type='bool', default=False),
         compression=dict(type='str', default='auto', choices=list(COMPRESSION_CHOICES)),
         compression_level=dict(type='int'),
+        encrypt_recipients=dict(type='list', elements='str', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE)

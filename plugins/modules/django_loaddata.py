@@ -53,6 +53,16 @@ options:
       - Fail when the objects loaded, or the rows found after a flush, differ from the counts recorded with the fixture.
     type: bool
     default: true
+  decrypt_identity:
+    description:
+      - Path, on the host, of the age identity (or SSH private key without passphrase) that decrypts a fixture
+        taken with C(encrypt_recipients); tried on the first chunk before the database is touched.
+    type: path
+  decrypt_identity_content:
+    description:
+      - The identity itself (for example from Ansible Vault); written to a private 0600 file removed when the
+        task ends, never logged.
+    type: str
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -162,7 +172,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django import (
     DJANGO_MUTUALLY_EXCLUSIVE, DjangoProject, django_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._django_fixtures import compare_counts
-from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import decompressor_step
+from ansible_collections.djangoops.maintenance.plugins.module_utils._age import (
+    check_identity, identity_file, part_encryption)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import input_chain
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
     ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotError, SnapshotStore
@@ -186,6 +199,15 @@ class DjangoLoaddataManager(object):
         result = dict(changed=True, snapshot_id=snap.id, part=part_name, verified_files=[f['path'] for f in files])
         self.partial_result = result
         snap.require_sound([part_name])  # before the database is touched
+        with private_dir() as secrets:
+            identity = None
+            if part_encryption(meta):
+                identity = identity_file(p, secrets)
+                check_identity(snap.file_path(files[0]), identity, 'snapshot %s part %r' % (snap.id, part_name))
+            return self.load(snap, part_name, meta, files, identity, result)
+
+    def load(self, snap, part_name, meta, files, identity, result):
+        p = self.p
         project = DjangoProject(p)
         result['commands'] = project.commands
         recorded = meta.get('counts') or {}
@@ -196,15 +218,14 @@ class DjangoLoaddataManager(object):
                 raise ModuleFailure('the fixture holds models this project does not have: %s' % ', '.join(unknown),
                                     **result)
             return result
-        decompress = decompressor_step(meta.get('compression', 'none'))
-        if decompress is not None:
-            project.commands.append(decompress.display())
+        chain = input_chain(meta, identity)
+        project.commands.extend(s.display() for s in chain)
         if p['flush']:
             project.describe('flush', ['--no-input', '--database', project.alias])
         project.describe('loaddata', ['-', '--format', meta.get('format', 'jsonl'), '--database', project.alias])
         started = time.monotonic()
         facts = project.stream(dict(command='loaddata', flush=p['flush'], format=meta.get('format', 'jsonl')),
-                               before=[decompress] if decompress else [], stdin_path=snap.file_path(files[0]))
+                               before=chain, stdin_path=snap.file_path(files[0]))
         result.update(flushed=facts['flushed'], objects=facts['objects'], counts=facts['counts'],
                       table_counts=facts['table_counts'], output=facts.get('output', []),
                       seconds=round(time.monotonic() - started, 3))
@@ -226,9 +247,13 @@ def main():
     argument_spec.update(
         flush=dict(type='bool', default=False),
         fail_on_mismatch=dict(type='bool', default=True),
+        decrypt_identity=dict(type='path'),
+        decrypt_identity_content=dict(type='str', no_log=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE + [('snapshot_id', 'snapshot_path')])
+                           mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE + [('snapshot_id', 'snapshot_path'),
+                                                                           ('decrypt_identity',
+                                                                            'decrypt_identity_content')])
     run_manager(module, DjangoLoaddataManager)
 
 

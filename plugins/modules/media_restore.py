@@ -71,6 +71,18 @@ options:
       - Owners can only be restored by root; run the task with C(become) when the media belongs to several users.
     type: bool
     default: true
+  decrypt_identity:
+    description:
+      - Path, on the host, of the age identity (or SSH private key without passphrase) that decrypts a part taken
+        with C(encrypt_recipients). Each archive is extracted into a private staging directory beside its O(dest),
+        then rsync makes O(dest) equal to it, and the staging directory is removed.
+      - A missing or wrong key fails before anything is extracted or changed.
+    type: path
+  decrypt_identity_content:
+    description:
+      - The identity itself (for example from Ansible Vault); written to a private 0600 file removed when the
+        task ends, never logged.
+    type: str
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -180,10 +192,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils import _media
+from ansible_collections.djangoops.maintenance.plugins.module_utils import _media, _media_archive
+from ansible_collections.djangoops.maintenance.plugins.module_utils._age import (
+    check_identity, identity_file, part_encryption)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
     ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
-from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import display
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import display, private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import find_rsync
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
 
@@ -209,6 +223,18 @@ class MediaRestoreManager(object):
         if p['verify']:
             snap.require_sound([part_name])  # before the target is touched
             result.update(verified=True, checksums_verified=has_sums)
+        with private_dir() as secrets:
+            identity = None
+            if part_encryption(part_meta):
+                identity = identity_file(p, secrets)
+                for tree, dummy, dummy in jobs:
+                    if tree.get('archive'):
+                        check_identity(snap.file_path({'path': tree['archive']}), identity,
+                                       'snapshot %s part %r' % (snap.id, part_name))
+            return self.restore(snap, part_meta, jobs, identity, result)
+
+    def restore(self, snap, part_meta, jobs, identity, result):
+        p = self.p
         rsync = find_rsync()
         keep = DIFF_PATHS if self.module._diff else 0
         started = time.monotonic()
@@ -220,8 +246,15 @@ class MediaRestoreManager(object):
                 entry['skipped'] = 'the snapshot recorded %s as missing; the target is left alone' % tree['source']
                 self.module.warn('tree %s: %s' % (tree['name'], entry['skipped']))
                 continue
-            run = _media.restore(rsync, tree_dir, dest, checksum=p['compare'] == 'checksum',
-                                 dry_run=self.module.check_mode, keep_paths=keep)
+            staging = None
+            if tree.get('archive'):
+                staging = tree_dir = _media_archive.extract(snap, tree, part_meta, identity, dest,
+                                                            result['commands'].append)
+            try:
+                run = _media.restore(rsync, tree_dir, dest, checksum=p['compare'] == 'checksum',
+                                     dry_run=self.module.check_mode, keep_paths=keep)
+            finally:
+                _media_archive.discard(staging)
             result['commands'].append(display(run.argv))
             entry.update(run.output.counts)
             entry['changed'] = run.changes > 0
@@ -239,7 +272,7 @@ class MediaRestoreManager(object):
     def plan(self, snap, store, part_name, part_meta):
         """(tree record, tree directory in the snapshot or None when missing, resolved dest) per tree."""
         p = self.p
-        trees = part_meta.get('trees') or []
+        trees = part_meta.get('trees') or part_meta.get('archives') or []
         if p['tree']:
             chosen = [t for t in trees if p['tree'] in (t['name'], t.get('source'))]
             if not chosen:
@@ -254,11 +287,19 @@ class MediaRestoreManager(object):
         jobs = []
         for tree in trees:
             dest = _media.check_dest(p['dest'] or tree.get('source'), store.root)
-            tree_dir = None if tree.get('missing') else snap.file_path({'path': tree['dir']})
+            if tree.get('missing'):
+                tree_dir = None
+            elif tree.get('archive'):
+                tree_dir = snap.file_path({'path': tree['archive']})  # extracted when its turn comes
+            else:
+                tree_dir = snap.file_path({'path': tree['dir']})
             jobs.append((tree, tree_dir, dest))
         return jobs
 
     def verify_target(self, entry, tree, dest):
+        if tree.get('census') is None:
+            entry['target_verified'] = None  # the source changed while it was archived: nothing exact to compare
+            return
         problems = _media.target_differences(dest, tree.get('census') or {})
         entry['target_verified'] = not problems
         if problems:
@@ -275,9 +316,12 @@ def main():
         verify=dict(type='bool', default=True),
         compare=dict(type='str', default='quick', choices=['quick', 'checksum']),
         verify_target=dict(type='bool', default=True),
+        decrypt_identity=dict(type='path'),
+        decrypt_identity_content=dict(type='str', no_log=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[('snapshot_id', 'snapshot_path')])
+                           mutually_exclusive=[('snapshot_id', 'snapshot_path'),
+                                               ('decrypt_identity', 'decrypt_identity_content')])
     run_manager(module, MediaRestoreManager)
 
 

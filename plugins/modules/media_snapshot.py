@@ -103,6 +103,17 @@ options:
         file; a copy that crosses the reserve is stopped and removed.
     type: str
     default: 5%
+  encrypt_recipients:
+    description:
+      - Encrypt the media at rest with age for these recipients (age public keys C(age1...) or SSH public keys).
+      - Each source directory is then stored as one stream archive, C(tar | zstd | age -r ...) into
+        C(<part>/archives/<name>.tar.zst.age), so no plaintext copy is written under O(snapshot_root). The
+        hard-link economy of O(incremental) does not apply - every encrypted snapshot holds all of its media - and
+        O(checksums) is not needed (the archive's sha256 is in the manifest, and age authenticates its content).
+      - M(djangoops.maintenance.media_restore) needs the identity (C(decrypt_identity)). See docs/encryption.md.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -180,6 +191,10 @@ part:
   returned: always
   type: str
   sample: media
+encrypted:
+  description: Whether the part was written as encrypted archives (O(encrypt_recipients) given).
+  returned: when O(encrypt_recipients) is given
+  type: bool
 finalized:
   description: Whether the snapshot is complete.
   returned: always
@@ -277,6 +292,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _media
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
     ModuleFailure, run_manager, snapshot_target_argument_spec)
+from ansible_collections.djangoops.maintenance.plugins.module_utils import _media_archive
+from ansible_collections.djangoops.maintenance.plugins.module_utils._age import encryption_options
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import resolve_compression
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import display
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import find_rsync, version
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
@@ -298,6 +316,9 @@ class MediaSnapshotManager(object):
         part_name = validate_part(p['part'])
         labels = validate_labels(p['labels'])
         plans = _media.plan_sources(p['src'], p['allow_missing'], store.root)
+        encryption = encryption_options(p['encrypt_recipients'])
+        if encryption:
+            return self.archive(store, plans, snapshot_id, part_name, labels, encryption)
         rsync = find_rsync()
         previous = {}
         if p['incremental']:
@@ -337,6 +358,48 @@ class MediaSnapshotManager(object):
                    'keeps %d bytes free' % (estimate, pre['free_bytes'], store.root, pre['reserve_bytes']))
             raise ModuleFailure(msg, **result)
         self.add_diff(result, plans, planned)
+        return result
+
+    def archive(self, store, plans, snapshot_id, part_name, labels, encryption):
+        """Encrypted media: one stream archive per tree (see _media_archive)."""
+        opts = dict(compression=resolve_compression('auto'), compression_level=None, encryption=encryption)
+        result = dict(changed=True, part=part_name, finalized=False, encrypted=True, commands=[], transferred_bytes=0,
+                      changed_paths=0, preflight={})
+        self.partial_result = result
+        if self.module.check_mode:
+            result.update(snapshot_id=snapshot_id or '(generated)',
+                          snapshot_path=store.path_of(snapshot_id) if snapshot_id else store.root,
+                          trees=[dict(pl) for pl in plans])
+            return result
+        created_here = not (snapshot_id and os.path.isdir(store.partial_path(snapshot_id)))
+        builder = store.open_partial(snapshot_id, create=True) if snapshot_id else store.begin()
+        result.update(snapshot_id=builder.id, snapshot_path=builder.path)
+        started = time.monotonic()
+        try:
+            part = builder.part(part_name)
+            try:
+                records = _media_archive.take(part, plans, opts, result['commands'].append)
+                meta = _media_archive.part_meta(records, part, opts)
+                meta.update(kind=_media.KIND, source=[pl['source'] for pl in plans], checksums=False,
+                            commands=list(result['commands']))
+                record = part.commit(meta)
+            except BaseException:
+                builder.discard_part(part_name)
+                raise
+            manifest = builder.finalize(labels=labels) if self.p['finalize'] else None
+        except BaseException:
+            if created_here:
+                builder.abort()
+            raise
+        for rec in records:
+            if rec.get('changed_while_archiving'):
+                self.module.warn('%s changed while it was archived; its census is not recorded, so media_restore '
+                                 'cannot compare the target with it' % rec['source'])
+        result.update(snapshot_path=builder.path, finalized=manifest is not None, files=record['files'],
+                      bytes=record['summary']['apparent_bytes'], transferred_bytes=record['bytes'], trees=records,
+                      seconds=round(time.monotonic() - started, 3))
+        if manifest is not None:
+            result['manifest'] = manifest
         return result
 
     @staticmethod
@@ -415,6 +478,7 @@ def main():
         checksums=dict(type='bool', default=False),
         incremental=dict(type='bool', default=True),
         space_reserve=dict(type='str', default='5%'),
+        encrypt_recipients=dict(type='list', elements='str', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_manager(module, MediaSnapshotManager)

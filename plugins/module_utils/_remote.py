@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to this collection: off-host snapshot stores (an SSH backup host, an S3-compatible object
+store), the ``remote`` option they share, and what copying does whatever the transport.
+
+A remote store holds snapshots in the same format as a local root. A remote snapshot is complete only
+once its manifest arrived, and the manifest is always sent last: an SSH copy is written as
+``<id>.partial`` and renamed; an S3 copy uploads every object, then ``manifest.json``. Readers see a
+snapshot only where a manifest is, so an interrupted copy is never mistaken for one; the next push
+resumes it (rsync skips what arrived, S3 skips objects already there with the right size and digest)
+and a prune removes it once it is older than ``partial_max_age``.
+
+A snapshot already on the other side is skipped when its manifest is byte-for-byte the same (the
+manifest holds the sha256 of every file, so equal manifests mean equal snapshots) and, for S3, every
+object it lists is present with its size. Only complete local snapshots are ever pushed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
+    ID_RE, MANIFEST, PARTIAL_SUFFIX, Snapshot, SnapshotError, fsync_dir, hash_file, parse_time, read_manifest,
+    validate_id)
+
+TYPES = ('ssh', 's3')
+
+
+class RemoteError(SnapshotError):
+    """A remote store failed or refused; the message names the store and never holds a secret."""
+
+
+def remote_argument_spec():
+    """The ``remote`` option (documented by the ``djangoops.maintenance.remote`` doc fragment)."""
+    return dict(
+        type='dict', required=True, options=dict(
+            type=dict(type='str', required=True, choices=list(TYPES)),
+            # ssh
+            host=dict(type='str'),
+            port=dict(type='int', default=22),
+            user=dict(type='str'),
+            path=dict(type='str'),
+            ssh_key=dict(type='path', no_log=False),
+            ssh_key_content=dict(type='str', no_log=True),
+            known_hosts=dict(type='path'),
+            host_key_checking=dict(type='str', default='yes', choices=['yes', 'accept-new', 'no']),
+            ssh_options=dict(type='list', elements='str', default=[]),
+            bwlimit=dict(type='int'),
+            io_timeout=dict(type='int', default=60),
+            # s3
+            endpoint_url=dict(type='str'),
+            bucket=dict(type='str'),
+            prefix=dict(type='str', default=''),
+            region=dict(type='str'),
+            access_key=dict(type='str', no_log=True),
+            secret_key=dict(type='str', no_log=True),
+            session_token=dict(type='str', no_log=True),
+            validate_certs=dict(type='bool', default=True),
+            ca_bundle=dict(type='path'),
+            part_size_mb=dict(type='int', default=16),
+        ))
+
+
+def open_remote(params, secrets, record):
+    """The store named by the ``remote`` option. ``record`` receives each command or request, for the
+    module's ``commands`` result. Imports are local: an SSH user needs no boto3."""
+    kind = params.get('type')
+    if kind == 'ssh':
+        from ansible_collections.djangoops.maintenance.plugins.module_utils._remote_ssh import SshStore
+        return SshStore(params, secrets, record)
+    if kind == 's3':
+        from ansible_collections.djangoops.maintenance.plugins.module_utils._remote_s3 import S3Store
+        return S3Store(params, secrets, record)
+    raise RemoteError('remote.type must be one of %s, got %r' % (', '.join(TYPES), kind))
+
+
+def require(params, kind, names):
+    missing = [n for n in names if not params.get(n)]
+    if missing:
+        raise RemoteError('remote.type %s needs %s' % (kind, ', '.join('remote.' + n for n in missing)))
+
+
+def classify(name, has_manifest):
+    """complete | partial | invalid, as a local root's entries are."""
+    if name.endswith(PARTIAL_SUFFIX):
+        return 'partial'
+    if ID_RE.match(name) and has_manifest:
+        return 'complete'
+    return 'invalid'
+
+
+class RemoteEntry(object):
+    """One name in a remote store: its kind, and for a complete snapshot its manifest and the sha256 of
+    the manifest's bytes."""
+
+    def __init__(self, name, kind, manifest=None, manifest_sha256=None, mtime=None, problem=None):
+        self.name = name
+        self.kind = kind
+        self.manifest = manifest
+        self.manifest_sha256 = manifest_sha256
+        self.mtime = mtime
+        self.problem = problem
+
+    @property
+    def id(self):
+        return self.name
+
+    def completed_at(self):
+        return (self.manifest or {}).get('completed_at', '')
+
+
+def parse_manifest(name, data):
+    """(manifest, sha256 of its bytes, problem) of a remote manifest's bytes."""
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        manifest = json.loads(data.decode('utf-8'))
+    except (ValueError, UnicodeDecodeError) as e:
+        return None, digest, 'manifest.json is not JSON: %s' % e
+    if not isinstance(manifest, dict) or manifest.get('id') != name:
+        return None, digest, 'manifest.json does not describe snapshot %s' % name
+    return manifest, digest, None
+
+
+def complete(entries):
+    """Complete remote snapshots with a readable manifest, oldest first (by completion time)."""
+    out = [e for e in entries if e.kind == 'complete' and e.manifest is not None]
+    out.sort(key=lambda e: (e.completed_at(), e.name))
+    return out
+
+
+def resolve_remote_id(entries, snapshot_id):
+    done = complete(entries)
+    if snapshot_id in (None, '', 'latest'):
+        if not done:
+            raise RemoteError('the remote store holds no complete snapshot')
+        return done[-1]
+    validate_id(snapshot_id)
+    for e in done:
+        if e.name == snapshot_id:
+            return e
+    for e in entries:
+        if e.name == snapshot_id + PARTIAL_SUFFIX:
+            raise RemoteError('snapshot %s on the remote store is incomplete (an interrupted copy); push it again '
+                              'to complete it' % snapshot_id)
+    raise RemoteError('snapshot %s is not on the remote store' % snapshot_id)
+
+
+def manifest_sha256(snapshot):
+    return hash_file(os.path.join(snapshot.path, MANIFEST))[1]
+
+
+def link_candidates(snapshot, entries, limit=3):
+    """Remote snapshots to hard-link unchanged media against: the newest ones, those of the same host first."""
+    done = [e for e in complete(entries) if e.name != snapshot.id]
+    host = snapshot.manifest.get('host')
+    same = [e for e in done if e.manifest.get('host') == host]
+    other = [e for e in done if e.manifest.get('host') != host]
+    return [e.name for e in (list(reversed(same)) + list(reversed(other)))[:limit]]
+
+
+def summary(entry):
+    m = entry.manifest or {}
+    parts = {}
+    for name, part in (m.get('parts') or {}).items():
+        parts[name] = dict((k, part[k]) for k in ('kind', 'engine', 'database', 'format', 'compression', 'bytes')
+                           if part.get(k) is not None)
+        parts[name]['files'] = len(part.get('files') or [])
+        parts[name]['encrypted'] = bool(part.get('encryption'))
+    return dict(id=entry.name, host=m.get('host'), created_at=m.get('created_at'),
+                completed_at=m.get('completed_at'), labels=m.get('labels') or {}, bytes=m.get('bytes', 0),
+                parts=parts, status='complete')
+
+
+def snapshot_time(entry):
+    m = entry.manifest or {}
+    return parse_time(m.get('created_at') or m['completed_at'])
+
+
+def finish_pull(store, entry, partial):
+    """A pulled copy becomes a snapshot only if its manifest is the one listed and every checksum holds."""
+    with open(os.path.join(partial, MANIFEST), 'rb') as f:
+        data = f.read()
+    manifest, digest, problem = parse_manifest(entry.name, data)
+    if problem or digest != entry.manifest_sha256:
+        raise RemoteError('the copy of snapshot %s has a different manifest than the remote store listed (%s); '
+                          'it stays incomplete as %s' % (entry.name, problem or 'changed during the copy', partial))
+    snap = Snapshot(partial, manifest)
+    problems = snap.verify()
+    if problems:
+        raise RemoteError('the copy of snapshot %s failed its checksum verification and stays incomplete as %s: %s'
+                          % (entry.name, partial, '; '.join(problems[:10])))
+    final = store.path_of(entry.name)
+    if os.path.lexists(final):
+        raise SnapshotError('snapshot %s already exists at %s' % (entry.name, final))
+    os.rename(partial, final)
+    fsync_dir(store.root)
+    read_manifest(final)
+    return store.load(entry.name)

@@ -1,0 +1,248 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: djangoops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: snapshot_remote_prune
+short_description: Apply a retention policy to the snapshots on an SSH backup host or an S3-compatible store
+version_added: 0.2.0
+description:
+  - The remote counterpart of M(djangoops.maintenance.snapshot_prune) with the same rules (O(keep_last),
+    O(keep_within), O(keep_hourly) ... O(keep_yearly), O(keep_labels), O(keep_ids)); a snapshot is kept when any
+    rule keeps it, and the newest complete snapshot is never deleted.
+  - With O(per_host=true) (the default) the rules apply to the snapshots of each source host on their own, so
+    several application hosts can share one remote store without one host's snapshots crowding out another's.
+  - Deletion never leaves a complete-looking snapshot with files missing - SSH renames the snapshot to
+    C(<id>.partial) before removing it; S3 deletes the manifest first. Incomplete copies (interrupted pushes)
+    older than O(partial_max_age) are removed (S3 - their objects and unfinished multipart uploads).
+  - Snapshots whose manifest cannot be read and names that are not snapshots are never touched.
+extends_documentation_fragment:
+  - djangoops.maintenance.remote
+options:
+  keep_last:
+    description: Keep the N most recent snapshots.
+    type: int
+  keep_within:
+    description: Keep every snapshot taken within this duration before now (V(36h), V(7d), V(2w), V(1w3d)).
+    type: str
+  keep_hourly:
+    description: Keep the newest snapshot of each of the N most recent hours that have one.
+    type: int
+  keep_daily:
+    description: Keep the newest snapshot of each of the N most recent days (UTC) that have one.
+    type: int
+  keep_weekly:
+    description: Keep the newest snapshot of each of the N most recent ISO weeks that have one.
+    type: int
+  keep_monthly:
+    description: Keep the newest snapshot of each of the N most recent months that have one.
+    type: int
+  keep_yearly:
+    description: Keep the newest snapshot of each of the N most recent years that have one.
+    type: int
+  keep_labels:
+    description:
+      - Pins - snapshots whose labels match are always kept; as in M(djangoops.maintenance.snapshot_prune).
+    type: raw
+    default: {pinned: 'true'}
+  keep_ids:
+    description: Ids of snapshots to keep whatever the rules say.
+    type: list
+    elements: str
+    default: []
+  per_host:
+    description:
+      - Apply the rules to each source host's snapshots separately (the host recorded in each manifest).
+    type: bool
+    default: true
+  remove_partials:
+    description: Remove incomplete copies older than O(partial_max_age).
+    type: bool
+    default: true
+  partial_max_age:
+    description:
+      - Age (since an incomplete copy last changed) after which it is considered abandoned. Set it above the
+        longest time a push takes.
+    type: str
+    default: 1d
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details: Lists what would be deleted; deletes nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: full
+    details: The names on the store before and after pruning.
+seealso:
+  - module: djangoops.maintenance.snapshot_prune
+  - module: djangoops.maintenance.snapshot_copy
+author:
+  - djangoops maintainers (@djangoops)
+'''
+
+EXAMPLES = r'''
+- name: Keep 14 dailies and 6 monthlies per host on the backup host
+  djangoops.maintenance.snapshot_remote_prune:
+    keep_daily: 14
+    keep_monthly: 6
+    remote:
+      type: ssh
+      host: backup1.internal
+      path: /srv/backups/shop
+      ssh_key: /root/.ssh/backup_ed25519
+      known_hosts: /etc/ssh/backup_known_hosts
+'''
+
+RETURN = r'''
+remote:
+  description: The remote store, without credentials.
+  returned: always
+  type: str
+kept:
+  description: Snapshots kept, newest first, with every reason that keeps them.
+  returned: always
+  type: list
+  elements: dict
+deleted:
+  description: Snapshots deleted (in check mode, that would be), newest first, with why no rule keeps them.
+  returned: always
+  type: list
+  elements: dict
+partials_removed:
+  description: Incomplete copies removed (in check mode, that would be), with their age in seconds.
+  returned: always
+  type: list
+  elements: dict
+partials_kept:
+  description: Incomplete copies younger than O(partial_max_age), left alone.
+  returned: always
+  type: list
+  elements: str
+ignored:
+  description: Names that are not snapshots, or whose manifest cannot be read.
+  returned: always
+  type: list
+  elements: str
+commands:
+  description: Commands run and S3 requests made (never a credential).
+  returned: always
+  type: list
+  elements: str
+'''
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import ModuleFailure, run_manager
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
+from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import (
+    open_remote, remote_argument_spec, snapshot_time)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._retention import (
+    Policy, RetentionError, parse_duration, plan, stale_partials)
+
+PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
+
+
+class SnapshotRemotePruneManager(object):
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.commands = []
+        self.partial_result = {}
+
+    def policy(self):
+        p = self.p
+        try:
+            policy = Policy(keep_last=p['keep_last'], keep_within=p['keep_within'], keep_labels=p['keep_labels'],
+                            keep_ids=p['keep_ids'], **dict(('keep_' + n, p['keep_' + n]) for n in PERIODS))
+            max_age = parse_duration(p['partial_max_age'], 'partial_max_age')
+        except RetentionError as e:
+            raise ModuleFailure(str(e))
+        if not policy.has_time_rules():
+            raise ModuleFailure('no retention rule given: set keep_last, keep_within or a keep_hourly ... keep_yearly '
+                                'rule (refusing to delete every snapshot but the newest and the pinned ones)')
+        return policy, max_age
+
+    def run(self):
+        policy, max_age = self.policy()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        with private_dir() as secrets:
+            remote = open_remote(self.p['remote'], secrets, self.commands.append)
+            entries = remote.entries()
+            groups, partials, ignored, by_name = {}, [], [], {}
+            for e in entries:
+                by_name[e.name] = e
+                if e.kind == 'partial':
+                    when = datetime.datetime.fromtimestamp(e.mtime or 0, datetime.timezone.utc)
+                    partials.append(dict(name=e.name, time=when))
+                    continue
+                try:
+                    if e.kind != 'complete' or e.manifest is None:
+                        raise ValueError(e.problem)
+                    item = dict(id=e.name, time=snapshot_time(e), labels=e.manifest.get('labels') or {})
+                except (KeyError, ValueError, TypeError):
+                    ignored.append(e.name)
+                    continue
+                host = e.manifest.get('host') if self.p['per_host'] else None
+                groups.setdefault(host, []).append(item)
+            decisions = []
+            for host in sorted(groups, key=str):
+                snaps = groups[host]
+                newest = max(snaps, key=lambda s: (by_name[s['id']].completed_at(), s['id']))['id']
+                decisions += plan(snaps, policy, now, newest_id=newest)
+            decisions.sort(key=lambda d: (d['time'], d['id']), reverse=True)
+            doomed = [d for d in decisions if not d['keep']]
+            stale = stale_partials(partials, max_age, now) if self.p['remove_partials'] else []
+            stale_names = set(s['name'] for s in stale)
+            result = dict(changed=bool(doomed or stale), remote=remote.describe(),
+                          kept=[self.entry(d) for d in decisions if d['keep']],
+                          deleted=[self.entry(d) for d in doomed], partials_removed=stale,
+                          partials_kept=[x['name'] for x in partials if x['name'] not in stale_names],
+                          ignored=ignored, commands=self.commands)
+            if self.module._diff:
+                before = sorted(d['id'] for d in decisions) + sorted(x['name'] for x in partials)
+                after = sorted(d['id'] for d in decisions if d['keep']) + sorted(result['partials_kept'])
+                result['diff'] = dict(before='\n'.join(before) + '\n', after='\n'.join(after) + '\n',
+                                      before_header=remote.describe(), after_header=remote.describe() + ' (pruned)')
+            if self.module.check_mode:
+                return result
+            self.partial_result = dict(result, deleted=[], partials_removed=[])
+            for d in reversed(doomed):
+                remote.delete(by_name[d['id']])
+                self.partial_result['deleted'].append(self.entry(d))
+            for s in stale:
+                remote.delete(by_name[s['name']])
+                self.partial_result['partials_removed'].append(s)
+        return result
+
+    @staticmethod
+    def entry(decision):
+        return dict(id=decision['id'], created_at=decision['time'].strftime('%Y-%m-%dT%H:%M:%S.%fZ'),
+                    reasons=decision['reasons'])
+
+
+def main():
+    argument_spec = dict(
+        keep_last=dict(type='int'),
+        keep_within=dict(type='str'),
+        keep_labels=dict(type='raw', default={'pinned': 'true'}),
+        keep_ids=dict(type='list', elements='str', default=[]),
+        per_host=dict(type='bool', default=True),
+        remove_partials=dict(type='bool', default=True),
+        partial_max_age=dict(type='str', default='1d'),
+        remote=remote_argument_spec(),
+    )
+    for name in PERIODS:
+        argument_spec['keep_' + name] = dict(type='int')
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run_manager(module, SnapshotRemotePruneManager)
+
+
+if __name__ == '__main__':
+    main()
