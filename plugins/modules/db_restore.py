@@ -33,21 +33,13 @@ description:
 extends_documentation_fragment:
   - djangoops.maintenance.connection
   - djangoops.maintenance.snapshot
+  - djangoops.maintenance.snapshot.read
 options:
   database:
     description:
       - Target database (SQLite - file path). Defaults to the database the snapshot was taken from.
     type: str
     aliases: [db]
-  snapshot_id:
-    description:
-      - Id of the snapshot to restore, or V(latest) for the most recently completed one.
-      - Defaults to V(latest) when O(snapshot_path) is not given either.
-    type: str
-  snapshot_path:
-    description:
-      - Path of the snapshot directory; it must be a snapshot directly under O(snapshot_root).
-    type: path
   part:
     description:
       - Name of the database part to restore; needed only when the snapshot holds several.

@@ -32,33 +32,13 @@ description:
 extends_documentation_fragment:
   - djangoops.maintenance.connection
   - djangoops.maintenance.snapshot
+  - djangoops.maintenance.snapshot.write
 options:
-  snapshot_id:
-    description:
-      - Id of the snapshot to write into.
-      - Omit to start a new snapshot with a generated id (UTC timestamp plus a random suffix).
-      - When a snapshot with this id is being written (C(<id>.partial) exists, for example started by
-        M(djangoops.maintenance.media_snapshot) with O(finalize=false)), the dump is added to it as a new part.
-      - Letters, digits, C(.), C(_) and C(-); anything that could leave O(snapshot_root) is refused.
-    type: str
   part:
     description:
       - Name of the part the dump is stored as inside the snapshot.
     type: str
     default: database
-  finalize:
-    description:
-      - Write the manifest and mark the snapshot complete after this dump.
-      - Set V(false) when more parts (media, migration state) follow under the same O(snapshot_id); the last task
-        finalizes, or M(djangoops.maintenance.snapshot_finalize) does.
-    type: bool
-    default: true
-  labels:
-    description:
-      - Free-form labels stored in the manifest when this task finalizes the snapshot (for example
-        C(release), C(reason), C(pinned)). M(djangoops.maintenance.snapshot_prune) can keep labelled snapshots.
-    type: dict
-    default: {}
   format:
     description:
       - PostgreSQL dump format. V(custom) (default) is one file that C(pg_restore) restores in parallel;

@@ -24,6 +24,7 @@ description:
 extends_documentation_fragment:
   - djangoops.maintenance.django
   - djangoops.maintenance.snapshot
+  - djangoops.maintenance.snapshot.write
 options:
   apps:
     description:
@@ -69,26 +70,11 @@ options:
     description:
       - Compression level; defaults to 3 for zstd (1-19) and 6 for gzip (1-9).
     type: int
-  snapshot_id:
-    description:
-      - Id of the snapshot to write into. Omit to start a new snapshot with a generated id.
-      - When a snapshot with this id is being written (C(<id>.partial) exists), the fixture is added to it as a new part.
-    type: str
   part:
     description:
       - Name of the part the fixture is stored as.
     type: str
     default: fixtures
-  finalize:
-    description:
-      - Write the manifest and mark the snapshot complete after this part. Set V(false) when more parts follow.
-    type: bool
-    default: true
-  labels:
-    description:
-      - Labels stored in the manifest when this task finalizes the snapshot.
-    type: dict
-    default: {}
   encrypt_recipients:
     description:
       - Encrypt the fixture at rest with age for these recipients (age public keys C(age1...) or SSH public keys),

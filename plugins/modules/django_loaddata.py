@@ -27,15 +27,8 @@ description:
 extends_documentation_fragment:
   - djangoops.maintenance.django
   - djangoops.maintenance.snapshot
+  - djangoops.maintenance.snapshot.read
 options:
-  snapshot_id:
-    description:
-      - Id of the snapshot, or V(latest). Defaults to V(latest) when O(snapshot_path) is not given either.
-    type: str
-  snapshot_path:
-    description:
-      - Path of the snapshot directory; it must be a snapshot directly under O(snapshot_root).
-    type: path
   part:
     description:
       - Name of the fixture part; needed only when the snapshot holds several.

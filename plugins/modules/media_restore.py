@@ -26,16 +26,8 @@ description:
   - In check mode, a C(rsync --dry-run) reports what would change; with C(--diff) the paths are listed.
 extends_documentation_fragment:
   - djangoops.maintenance.snapshot
+  - djangoops.maintenance.snapshot.read
 options:
-  snapshot_id:
-    description:
-      - Id of the snapshot to restore, or V(latest) for the most recently completed one.
-      - Defaults to V(latest) when O(snapshot_path) is not given either.
-    type: str
-  snapshot_path:
-    description:
-      - Path of the snapshot directory; it must be a snapshot directly under O(snapshot_root).
-    type: path
   part:
     description:
       - Name of the media part to restore; needed only when the snapshot holds several.

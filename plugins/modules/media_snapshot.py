@@ -32,6 +32,7 @@ description:
     keep their original modes, owners and mtimes, so that a restore is exact.
 extends_documentation_fragment:
   - djangoops.maintenance.snapshot
+  - djangoops.maintenance.snapshot.write
 options:
   src:
     description:
@@ -71,29 +72,11 @@ options:
         (and O(checksums=true) lets verification detect it).
     type: bool
     default: true
-  snapshot_id:
-    description:
-      - Id of the snapshot to write into. Omit to start a new snapshot with a generated id.
-      - When C(<id>.partial) exists (another task started the snapshot with O(finalize=false)), the media is
-        added to it as a new part.
-    type: str
   part:
     description:
       - Name of the part the media is stored as inside the snapshot.
     type: str
     default: media
-  finalize:
-    description:
-      - Write the manifest and mark the snapshot complete after this task. Set V(false) when more parts follow
-        under the same O(snapshot_id).
-    type: bool
-    default: true
-  labels:
-    description:
-      - Labels stored in the manifest when this task finalizes the snapshot (for example C(release), or
-        C(pinned) for M(djangoops.maintenance.snapshot_prune)).
-    type: dict
-    default: {}
   space_reserve:
     description:
       - Free space to leave on the file system of O(snapshot_root) - a percentage of its size (V(5%)) or a size
