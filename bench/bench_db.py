@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -245,7 +244,7 @@ def bench_postgresql(rep, work, args):
                 same.result['bytes'], size_of(os.path.join(work, 'raw.dump.zst')), '<= 1.05x')
         naive = median_run(lambda: shell('%s/pg_dump %s bench | gzip > %s/naive.sql.gz' % (b, dsn, work), env),
                            args.rounds)
-        default = median_run(lambda: snap(), args.rounds)
+        default = median_run(snap, args.rounds)
         rep.add('postgresql', 'snapshot, DEFAULT settings', default, naive, 'pg_dump | gzip', default.result['bytes'],
                 size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger')
         snap_id = default.result['snapshot_id']
@@ -259,9 +258,9 @@ def bench_postgresql(rep, work, args):
             return shell('%s/pg_restore %s -j 2 --no-owner -d bench_dir_target %s/dirdump' % (b, dsn, work), env)
 
         raw_r = median_run(raw_restore, args.rounds)
-        restored = median_run(lambda: module('db_restore', dict(conn, database='bench_restored', create=True,
-                                                                 snapshot_root=root, snapshot_id=snap_id,
-                                                                 terminate_connections=True), work), args.rounds)
+        restore_args = dict(conn, database='bench_restored', create=True, snapshot_root=root, snapshot_id=snap_id,
+                            terminate_connections=True)
+        restored = median_run(lambda: module('db_restore', restore_args, work), args.rounds)
         rep.add('postgresql', 'restore of the DEFAULT snapshot', restored, raw_r, 'pg_restore -j 2 (directory dump)',
                 target='no slower (ratio <= 1.0)')
     finally:
@@ -293,7 +292,7 @@ def bench_mysql(rep, work, args):
                 same.result['bytes'], size_of(os.path.join(work, 'raw.sql.zst')), '<= 1.05x')
         naive = median_run(lambda: shell('mariadb-dump --defaults-extra-file=%s bench | gzip > %s/naive.sql.gz'
                                          % (cnf, work)), args.rounds)
-        default = median_run(lambda: snap(), args.rounds)
+        default = median_run(snap, args.rounds)
         rep.add('mysql', 'snapshot, DEFAULT settings', default, naive, 'mariadb-dump | gzip', default.result['bytes'],
                 size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger')
         snap_id = default.result['snapshot_id']
@@ -304,9 +303,8 @@ def bench_mysql(rep, work, args):
             return shell('zstd -q -dc %s/raw.sql.zst | mariadb --defaults-extra-file=%s bench_raw_target' % (work, cnf))
 
         raw_r = median_run(raw_restore, args.rounds)
-        restored = median_run(lambda: module('db_restore', dict(conn, database='bench_restored', create=True,
-                                                                 snapshot_root=root, snapshot_id=snap_id), work),
-                              args.rounds)
+        restore_args = dict(conn, database='bench_restored', create=True, snapshot_root=root, snapshot_id=snap_id)
+        restored = median_run(lambda: module('db_restore', restore_args, work), args.rounds)
         rep.add('mysql', 'restore of the DEFAULT snapshot', restored, raw_r, 'zstd -dc | mariadb', target='about 1x')
     finally:
         server.destroy()
@@ -336,7 +334,7 @@ def bench_sqlite(rep, work, args):
     rep.add('sqlite', 'snapshot, same settings (copy + integrity_check)', same, raw_same,
             'sqlite3 .backup + integrity_check', same.result['bytes'], size_of(copy), '<= 1.05x')
     naive = median_run(lambda: raw_backup('&& gzip -f %s' % copy), args.rounds)
-    default = median_run(lambda: snap(), args.rounds)
+    default = median_run(snap, args.rounds)
     rep.add('sqlite', 'snapshot, DEFAULT settings', default, naive, '.backup + integrity_check | gzip',
             default.result['bytes'], size_of(copy + '.gz'), 'faster than gzip, no larger')
     snap_id = default.result['snapshot_id']
