@@ -9,13 +9,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
 ensure_apt_packages
 ensure_venv
+ensure_django_venvs   # before pytest: its two workers must not both build them
 link_collection
 activate_env
 cd "$REPO"
 
 started=$SECONDS
-log "pytest: unit, integration and fleet tests"
-pytest -p no:cacheprovider --durations=25 "$@"
+log "pytest: unit, integration, fleet and release tests (2 workers)"
+# Two workers: most tests wait on servers, ssh and Ansible subprocesses, so two share the 2 cores well.
+pytest -p no:cacheprovider -n 2 --durations=25 "$@"
 
 log "docs: docs/reference/ matches the code, plugin and role docs lint"
 bash "$REPO/scripts/docs.sh" --check

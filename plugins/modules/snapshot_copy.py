@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 ---
 module: snapshot_copy
 short_description: Copy complete snapshots to or from an SSH backup host or an S3-compatible store
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - V(push) copies complete snapshots from O(snapshot_root) to the O(remote) store; V(pull) copies one from the
     remote store into O(snapshot_root), for example to restore a host whose own snapshots were lost with it.

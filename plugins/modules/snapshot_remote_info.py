@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 ---
 module: snapshot_remote_info
 short_description: List and verify the snapshots on an SSH backup host or an S3-compatible store
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Lists the complete snapshots on the O(remote) store, oldest first, and what is there but incomplete (an
     interrupted copy, a deletion cut short) - the remote counterpart of M(djangoops.maintenance.snapshot_info).

@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 ---
 module: snapshot_remote_prune
 short_description: Apply a retention policy to the snapshots on an SSH backup host or an S3-compatible store
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The remote counterpart of M(djangoops.maintenance.snapshot_prune) with the same rules (O(keep_last),
     O(keep_within), O(keep_hourly) ... O(keep_yearly), O(keep_labels), O(keep_ids)); a snapshot is kept when any

@@ -137,8 +137,8 @@ class FleetApp(object):
             'djangoops_app_root': APP,
             'djangoops_snapshot_root': '/srv/backups',
             'djangoops_lock_name': 'shop',
-            'window_lock_dir': '/srv/locks',
-            'snapshot_lock_dir': '/srv/locks',
+            # /var is the controller's on every rig host: each host's locks live in its own /srv.
+            'djangoops_lock_dir': '/srv/locks',
             'djangoops_django': {
                 'project_path': APP + '/current',
                 'virtualenv': VENV,
