@@ -118,6 +118,15 @@ def median_run(fn, rounds):
     return runs[len(runs) // 2]
 
 
+def only_snapshot(root):
+    """The id of the one snapshot in root: each snapshot run empties the root first, so it is the last run's
+    (the median run's may be gone)."""
+    names = [n for n in os.listdir(root) if not n.startswith('.')]
+    if len(names) != 1:
+        sys.exit('expected one snapshot in %s, found %s' % (root, names))
+    return names[0]
+
+
 def size_of(path):
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(d, f)) for d, dummy, fs in os.walk(path) for f in fs)
@@ -254,7 +263,7 @@ def bench_postgresql(rep, work, args):
         default = median_run(snap, args.rounds)
         rep.add('postgresql', 'snapshot, DEFAULT settings', default, naive, 'pg_dump | gzip', default.result['bytes'],
                 size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger')
-        snap_id = default.result['snapshot_id']
+        snap_id = only_snapshot(root)
 
         server.create_database('bench_dir_target')
         shell('%s/pg_dump %s -Fd -j 2 -f %s/dirdump bench' % (b, dsn, work), env)
@@ -308,7 +317,7 @@ def bench_mysql(rep, work, args):
         default = median_run(snap, args.rounds)
         rep.add('mysql', 'snapshot, DEFAULT settings', default, naive, 'mariadb-dump | gzip', default.result['bytes'],
                 size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger')
-        snap_id = default.result['snapshot_id']
+        snap_id = only_snapshot(root)
 
         def raw_restore():
             server.drop_database('bench_raw_target')
@@ -353,7 +362,7 @@ def bench_sqlite(rep, work, args):
     default = median_run(snap, args.rounds)
     rep.add('sqlite', 'snapshot, DEFAULT settings', default, naive, '.backup + integrity_check | gzip',
             default.result['bytes'], size_of(copy + '.gz'), 'faster than gzip, no larger')
-    snap_id = default.result['snapshot_id']
+    snap_id = only_snapshot(root)
     target = os.path.join(work, 'restored.sqlite3')
     raw_r = median_run(lambda: shell('zstd -q -dc %s/%s/database/database.sqlite3.zst > %s.raw'
                                      % (root, snap_id, target)), args.rounds)

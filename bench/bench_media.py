@@ -19,10 +19,11 @@ Steps, all on the same source tree and file system (``--workdir``, default a new
 For each it prints wall time, the ratio module/rsync, the extra disk of the second copy (``du`` of the
 second directory next to the first, so shared hard links count once) against the bytes changed, and the
 peak RSS of each process tree (``wait4``). The module's time is the whole task as Ansible runs it:
-Python start-up, the ``--dry-run`` free-space pre-flight, the copy, the census (a ``stat`` of every
-file), the fsync of the snapshot and the manifest. Plain ``rsync`` fsyncs nothing, so a second
-baseline, ``rsync`` followed by ``sync -f`` on the file system, is printed too. Page cache is left as
-it is (the source was just written, so every run reads it warm).
+Python start-up, ``rsync --version``, the copy (watched by the free-space guard), the census (a ``stat``
+of every file), the fsync of the snapshot and the manifest. Plain ``rsync`` fsyncs nothing, so a second
+baseline, ``rsync`` followed by ``sync -f`` on the file system, is printed too. Before every timed run
+the previous run's dirty pages are written back, untimed. Page cache is left as it is (the source was
+just written, so every run reads it warm). Every figure is the median of ``--rounds`` (3) runs.
 
 Targets (issue 4): full and incremental time <= 1.1x rsync; extra disk <= 1.1x the changed bytes.
 """
@@ -44,10 +45,12 @@ COLLECTIONS = os.path.join(REPO, '.build', 'collections')
 MODULE = 'ansible_collections.djangoops.maintenance.plugins.modules.media_snapshot'
 
 
-def timed(argv, env=None):
+def timed(argv, env=None, flush_first=True):
     """Run argv; return (seconds, peak RSS in bytes of its process tree, stdout). Dirty pages of the run
-    before are written back first, untimed, so no run pays for another's writes."""
-    os.sync()
+    before are written back first, untimed, so no run pays for another's writes (except when timing
+    that write-back itself: ``flush_first=False``)."""
+    if flush_first:
+        os.sync()
     started = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out = p.stdout.read()
@@ -118,6 +121,7 @@ def main():
     ap.add_argument('--keep', action='store_true', help='keep the work directory')
     ap.add_argument('--json', help='also write the figures to this file')
     ap.add_argument('--seed', type=int, default=4)
+    ap.add_argument('--rounds', type=int, default=3, help='each timing is the median of this many runs')
     a = ap.parse_args()
     if not os.path.isdir(os.path.join(COLLECTIONS, 'ansible_collections')):
         sys.exit('no collection link under %s: run `make unit` (or scripts/bootstrap.sh link_collection) first'
@@ -142,12 +146,40 @@ def main():
         fig['startup_s'] = min(timed([sys.executable, '-c', 'import ansible.module_utils.basic'])[0]
                                for dummy in range(3))
 
+        def median(values):
+            return sorted(values)[len(values) // 2]
+
+        def rounds(step):
+            """Run ``step`` --rounds times; the median of each figure, and the last run's results."""
+            runs = [step() for dummy in range(a.rounds)]
+            return dict((k, median([r[k] for r in runs]) if isinstance(runs[0][k], (int, float)) else runs[-1][k])
+                        for k in runs[0])
+
+        def full_round():
+            for d in (base + '/full', root):
+                shutil.rmtree(d, ignore_errors=True)
+            r_s, r_rss, dummy = timed([rsync, '-a', src + '/', base + '/full/'])
+            sync_s = timed(['sync', '-f', work], flush_first=False)[0]
+            m_s, m_rss, res = run_module(args, work)
+            return dict(rsync_full_s=r_s, rsync_full_rss=r_rss, rsync_full_sync_s=r_s + sync_s, module_full_s=m_s,
+                        module_full_rss=m_rss, module_full_inner_s=res['seconds'], result=res)
+
+        def incr_round():
+            shutil.rmtree(base + '/incr', ignore_errors=True)
+            for name in os.listdir(root):
+                if name != r1['snapshot_id']:
+                    shutil.rmtree(os.path.join(root, name))
+            r_s, r_rss, dummy = timed([rsync, '-a', '--link-dest=' + base + '/full', src + '/', base + '/incr/'])
+            sync_s = timed(['sync', '-f', work], flush_first=False)[0]
+            m_s, m_rss, res = run_module(args, work)
+            assert res['trees'][0]['link_dest']['snapshot_id'] == r1['snapshot_id']
+            return dict(rsync_incr_s=r_s, rsync_incr_rss=r_rss, rsync_incr_sync_s=r_s + sync_s, module_incr_s=m_s,
+                        module_incr_rss=m_rss, module_incr_inner_s=res['seconds'], result=res)
+
         # 1. full
-        fig['rsync_full_s'], fig['rsync_full_rss'], dummy = timed([rsync, '-a', src + '/', base + '/full/'])
-        s, dummy, dummy2 = timed(['sync', '-f', work])
-        fig['rsync_full_sync_s'] = fig['rsync_full_s'] + s
-        fig['module_full_s'], fig['module_full_rss'], r1 = run_module(args, work)
-        fig['module_full_inner_s'] = r1['seconds']
+        full = rounds(full_round)
+        r1 = full.pop('result')
+        fig.update(full)
 
         # 2. change
         n, changed = change(paths, a.change_pct, a.seed + 1)
@@ -155,13 +187,10 @@ def main():
         subprocess.run(['sync', '-f', work], check=True)
 
         # 3. incremental
-        fig['rsync_incr_s'], fig['rsync_incr_rss'], dummy = timed(
-            [rsync, '-a', '--link-dest=' + base + '/full', src + '/', base + '/incr/'])
-        s, dummy, dummy2 = timed(['sync', '-f', work])
-        fig['rsync_incr_sync_s'] = fig['rsync_incr_s'] + s
-        fig['module_incr_s'], fig['module_incr_rss'], r2 = run_module(args, work)
-        fig['module_incr_inner_s'] = r2['seconds']
-        assert r2['trees'][0]['link_dest']['snapshot_id'] == r1['snapshot_id']
+        incr = rounds(incr_round)
+        r2 = incr.pop('result')
+        fig.update(incr)
+        fig['rounds'] = a.rounds
 
         fig['rsync_extra_disk'] = du(base + '/full', base + '/incr')[1]
         fig['module_extra_disk'] = du(os.path.join(root, r1['snapshot_id']), os.path.join(root, r2['snapshot_id']))[1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import signal
+import threading
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _age
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, find_tool
@@ -127,6 +128,30 @@ def encryption_record(opts, files):
     if not enc:
         return None
     return {'method': enc['method'], 'recipients': list(enc['recipients']), 'files': sorted(f['path'] for f in files)}
+
+
+def alongside(main, side):
+    """Run ``side`` in a thread while ``main`` runs in this one; wait for both and return
+    ``(main's result, side's result)``. ``main``'s error wins: it is the one the operator must see.
+    For work that only reads what ``main`` reads or writes (hash a copy while it is checked, count
+    rows in a snapshot while the dump streams), so two cores do it at once."""
+    out, errors = [None], []
+
+    def guarded():
+        try:
+            out[0] = side()
+        except BaseException as e:  # pylint: disable=broad-except
+            errors.append(e)
+
+    worker = threading.Thread(target=guarded, daemon=True)
+    worker.start()
+    try:
+        result = main()
+    finally:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return result, out[0]
 
 
 class RowDigest(object):

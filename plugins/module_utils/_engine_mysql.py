@@ -23,7 +23,7 @@ import ssl
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_client as client
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_stats as stats
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    Engine, EngineError, encryption_record, input_chain, output_chain, parse_version, version_text)
+    Engine, EngineError, alongside, encryption_record, input_chain, output_chain, parse_version, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._mysql_definers import DefinerRewriter
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
     Step, TailTap, ToolError, find_tool, run, run_pipeline)
@@ -250,9 +250,10 @@ class MySQLEngine(Engine):
         finally:
             con.close()
 
-    def _snapshot_facts(self, name, mode):
-        """Table stats, views and definers read in one consistent snapshot (InnoDB MVCC), taken just
-        before the dump opens its own: exact when nothing writes in between (docs/engines/mysql.md)."""
+    def _open_snapshot(self):
+        """A connection inside a consistent snapshot (InnoDB MVCC) opened now: the dump opens its own
+        a moment later, and the table stats, views and definers are read in this one meanwhile. Exact
+        when nothing writes in the milliseconds between the two (docs/engines/mysql.md)."""
         con = self.connect()
         try:
             with con.cursor() as cur:
@@ -260,6 +261,15 @@ class MySQLEngine(Engine):
                 cur.execute("SET SESSION time_zone = '+00:00'")
                 cur.execute('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ')
                 cur.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT')
+        except pymysql.err.MySQLError as e:
+            con.close()
+            raise EngineError('opening a consistent snapshot of %s failed: %s' % (self._where(), e))
+        return con
+
+    def _snapshot_facts(self, con, name, mode):
+        """Table stats, views and definers, read in ``con``'s snapshot; closes ``con``."""
+        try:
+            with con.cursor() as cur:
                 facts = {'tables': stats.table_stats(cur, name, mode), 'views': stats.views(cur, name),
                          'definers': stats.definers(cur, name)}
                 cur.execute('COMMIT')
@@ -285,16 +295,23 @@ class MySQLEngine(Engine):
         info = self.tool('dump')
         compression = opts.get('compression', 'none')
         level = opts.get('compression_level')
-        facts = self._snapshot_facts(name, opts.get('table_stats', 'counts'))
-        self.record('table statistics (%s) in one consistent snapshot' % opts.get('table_stats', 'counts'))
+        mode = opts.get('table_stats', 'counts')
+        snapshot_con = self._open_snapshot()
+        self.record('table statistics (%s) in a consistent snapshot opened just before the dump\'s, read while '
+                    'it runs' % mode)
         dump_step = Step(self.dump_argv(info, name), error_patterns=_DUMP_ERRORS, name=info.name)
         items = [dump_step, FooterTap(info.name)]
         chain, suffix = output_chain(opts)
         items += chain
         self.record(' | '.join(i.display() for i in items if isinstance(i, Step)))
-        hf = part.create(DUMP_NAME + suffix)
         try:
-            run_pipeline(items, sink=hf, timeout=opts.get('timeout'))
+            hf = part.create(DUMP_NAME + suffix)
+        except BaseException:
+            snapshot_con.close()
+            raise
+        try:
+            dummy, facts = alongside(lambda: run_pipeline(items, sink=hf, timeout=opts.get('timeout')),
+                                     lambda: self._snapshot_facts(snapshot_con, name, mode))
         except BaseException:
             hf.discard()
             raise

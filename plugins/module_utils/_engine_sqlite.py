@@ -23,11 +23,11 @@ import shutil
 import sqlite3
 import struct
 import tempfile
-import threading
 from urllib.parse import quote
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    Engine, EngineError, RowDigest, check_compression, encryption_record, input_chain, json_value, output_chain)
+    Engine, EngineError, RowDigest, alongside, check_compression, encryption_record, input_chain, json_value,
+    output_chain)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import run_pipeline
 
 DUMP_NAME = 'database.sqlite3'
@@ -53,28 +53,6 @@ def _encode_value(v):
         return b'B' + struct.pack('>Q', len(v)) + v
     data = v.encode('utf-8', 'surrogatepass')
     return b'T' + struct.pack('>Q', len(data)) + data
-
-
-def _alongside(main, side):
-    """Run ``side`` in a thread while ``main`` runs here; wait for both, return ``main``'s result.
-    ``main``'s error wins (a copy that fails its check matters more than how it was hashed)."""
-    errors = []
-
-    def guarded():
-        try:
-            side()
-        except BaseException as e:  # pylint: disable=broad-except
-            errors.append(e)
-
-    worker = threading.Thread(target=guarded, daemon=True)
-    worker.start()
-    try:
-        result = main()
-    finally:
-        worker.join()
-    if errors:
-        raise errors[0]
-    return result
 
 
 def _check_integrity(path):
@@ -208,7 +186,7 @@ class SQLiteEngine(Engine):
             journal_mode = self._copy(src_path, copy_path)
             if chain:
                 self.record(' | '.join(s.display() for s in chain))
-            tables = _alongside(lambda: self._check_copy(copy_path, opts), file_pass)
+            tables = alongside(lambda: self._check_copy(copy_path, opts), file_pass)[0]
         finally:
             if chain:
                 for leftover in ('', '-wal', '-shm', '-journal'):

@@ -10,7 +10,10 @@ import traceback
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import EngineError
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import ToolError
-from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotError
+from ansible_collections.djangoops.maintenance.plugins.module_utils._retention import (
+    PERIODS, Policy, RetentionError, parse_duration)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
+    SnapshotError, SnapshotStore, validate_id, validate_labels, validate_part)
 
 
 class ModuleFailure(Exception):
@@ -22,6 +25,16 @@ class ModuleFailure(Exception):
 
 
 KNOWN_ERRORS = (ModuleFailure, ToolError, EngineError, SnapshotError)
+
+
+class Manager(object):
+    """Base of every module's manager: ``run()`` returns the result; ``partial_result`` holds what a
+    failure should still report (for example the id of a snapshot that was begun)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.partial_result = {}
 
 
 def run_manager(module, manager_cls):
@@ -53,6 +66,44 @@ def snapshot_target_argument_spec():
         finalize=dict(type='bool', default=True),
         labels=dict(type='dict', default={}),
     )
+
+
+def snapshot_target(params):
+    """What a module writing into a snapshot was given, validated: (store, snapshot id or None for a new
+    snapshot, part name, labels)."""
+    store = SnapshotStore(params['snapshot_root'])
+    snapshot_id = validate_id(params['snapshot_id']) if params['snapshot_id'] else None
+    return store, snapshot_id, validate_part(params['part']), validate_labels(params['labels'])
+
+
+def retention_argument_spec():
+    """The retention rules (doc fragment ``djangoops.maintenance.retention``)."""
+    spec = dict(
+        keep_last=dict(type='int'),
+        keep_within=dict(type='str'),
+        keep_labels=dict(type='raw', default={'pinned': 'true'}),
+        keep_ids=dict(type='list', elements='str', default=[]),
+        partial_max_age=dict(type='str', default='1d'),
+    )
+    for name, dummy in PERIODS:
+        spec['keep_' + name] = dict(type='int')
+    return spec
+
+
+def retention_policy(params):
+    """(Policy, partial max age) from the retention options; refuses a policy with no rule that limits
+    anything, which would delete every snapshot but the newest and the pinned ones."""
+    try:
+        policy = Policy(keep_last=params['keep_last'], keep_within=params['keep_within'],
+                        keep_labels=params['keep_labels'], keep_ids=params['keep_ids'],
+                        **dict(('keep_' + n, params['keep_' + n]) for n, dummy in PERIODS))
+        max_age = parse_duration(params['partial_max_age'], 'partial_max_age')
+    except RetentionError as e:
+        raise ModuleFailure(str(e))
+    if not policy.has_time_rules():
+        raise ModuleFailure('no retention rule given: set keep_last, keep_within or a keep_hourly ... keep_yearly '
+                            'rule (refusing to delete every snapshot but the newest and the pinned ones)')
+    return policy, max_age
 
 
 def snapshot_source_argument_spec():

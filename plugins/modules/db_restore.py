@@ -247,17 +247,12 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engines import (
     connection_argument_spec, connection_params, get_engine)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
-    ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
+    Manager, ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
 
 
-class DbRestoreManager(object):
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.partial_result = {}
-
+class DbRestoreManager(Manager):
     def run(self):
         p = self.p
         store = SnapshotStore(p['snapshot_root'])

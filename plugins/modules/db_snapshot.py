@@ -70,7 +70,8 @@ options:
     description:
       - What to record per table in the manifest, taken in the same snapshot as the dump where the engine
         allows it (PostgreSQL exports its snapshot to C(pg_dump); SQLite reads the copy). MySQL/MariaDB take them
-        in a consistent snapshot of their own just before the dump (see the notes).
+        in a consistent snapshot of their own, opened just before the dump's and read while the dump runs (see the
+        notes).
       - V(counts) records row counts. V(checksums) also records an order-independent content checksum
         per table, which lets M(djangoops.maintenance.db_restore) prove a restore exact; it reads every row.
       - PostgreSQL computes both on the server (nothing but two numbers per table travels), in parallel with
@@ -291,24 +292,15 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engines import (
     connection_argument_spec, connection_params, get_engine)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
-    ModuleFailure, run_manager, snapshot_target_argument_spec)
+    Manager, ModuleFailure, run_manager, snapshot_target, snapshot_target_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
-from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    SnapshotStore, free_bytes, validate_id, validate_labels, validate_part)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import free_bytes
 
 
-class DbSnapshotManager(object):
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.partial_result = {}
-
+class DbSnapshotManager(Manager):
     def run(self):
         p = self.p
-        store = SnapshotStore(p['snapshot_root'])
-        snapshot_id = validate_id(p['snapshot_id']) if p['snapshot_id'] else None
-        part_name = validate_part(p['part'])
-        labels = validate_labels(p['labels'])
+        store, snapshot_id, part_name, labels = snapshot_target(p)
         with private_dir() as secrets:
             engine = get_engine(p['engine'], connection_params(p), secrets)
             opts = engine.resolve_options(dict(

@@ -194,25 +194,15 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base
     COMPRESSION_CHOICES, check_compression, encryption_record, output_chain, resolve_compression)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._age import encryption_options
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
-    run_manager, snapshot_target_argument_spec)
-from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    SnapshotStore, validate_id, validate_labels, validate_part)
+    Manager, run_manager, snapshot_target, snapshot_target_argument_spec)
 
 PART_KIND = 'fixture'
 
 
-class DjangoDumpdataManager(object):
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.partial_result = {}
-
+class DjangoDumpdataManager(Manager):
     def run(self):
         p = self.p
-        store = SnapshotStore(p['snapshot_root'])
-        snapshot_id = validate_id(p['snapshot_id']) if p['snapshot_id'] else None
-        part_name = validate_part(p['part'])
-        labels = validate_labels(p['labels'])
+        store, snapshot_id, part_name, labels = snapshot_target(p)
         compression = resolve_compression(p['compression'])
         level = check_compression(compression, p['compression_level'])
         encryption = encryption_options(p['encrypt_recipients'])

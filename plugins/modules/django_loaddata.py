@@ -170,16 +170,11 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._age import 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import input_chain
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
-    ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
+    Manager, ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotError, SnapshotStore
 
 
-class DjangoLoaddataManager(object):
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.partial_result = {}
-
+class DjangoLoaddataManager(Manager):
     def run(self):
         p = self.p
         store = SnapshotStore(p['snapshot_root'])

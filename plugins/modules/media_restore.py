@@ -188,7 +188,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils import _medi
 from ansible_collections.djangoops.maintenance.plugins.module_utils._age import (
     check_identity, identity_file, part_encryption)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
-    ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
+    Manager, ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import display, private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import find_rsync
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
@@ -196,12 +196,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot im
 DIFF_PATHS = 1000
 
 
-class MediaRestoreManager(object):
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.partial_result = {}
-
+class MediaRestoreManager(Manager):
     def run(self):
         p = self.p
         store = SnapshotStore(p['snapshot_root'])

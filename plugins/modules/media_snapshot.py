@@ -274,30 +274,20 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _media
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
-    ModuleFailure, run_manager, snapshot_target_argument_spec)
+    Manager, ModuleFailure, run_manager, snapshot_target, snapshot_target_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _media_archive
 from ansible_collections.djangoops.maintenance.plugins.module_utils._age import encryption_options
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import resolve_compression
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import display
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import find_rsync, version
-from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    SnapshotStore, validate_id, validate_labels, validate_part)
 
 DIFF_PATHS = 1000
 
 
-class MediaSnapshotManager(object):
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.partial_result = {}
-
+class MediaSnapshotManager(Manager):
     def run(self):
         p = self.p
-        store = SnapshotStore(p['snapshot_root'])
-        snapshot_id = validate_id(p['snapshot_id']) if p['snapshot_id'] else None
-        part_name = validate_part(p['part'])
-        labels = validate_labels(p['labels'])
+        store, snapshot_id, part_name, labels = snapshot_target(p)
         plans = _media.plan_sources(p['src'], p['allow_missing'], store.root)
         encryption = encryption_options(p['encrypt_recipients'])
         if encryption:

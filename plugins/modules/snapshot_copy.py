@@ -151,7 +151,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import run_manager
+from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import Manager, run_manager
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import (
     RemoteEntry, RemoteError, link_candidates, manifest_sha256, open_remote, remote_argument_spec,
@@ -159,12 +159,10 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._remote impo
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
 
 
-class SnapshotCopyManager(object):
+class SnapshotCopyManager(Manager):
     def __init__(self, module):
-        self.module = module
-        self.p = module.params
+        super().__init__(module)
         self.commands = []
-        self.partial_result = {}
 
     def run(self):
         started = time.monotonic()

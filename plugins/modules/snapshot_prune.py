@@ -27,56 +27,12 @@ description:
     links, so deleting one frees only what no other snapshot links to (reported as RV(freed_bytes)).
 extends_documentation_fragment:
   - djangoops.maintenance.snapshot
+  - djangoops.maintenance.retention
 options:
-  keep_last:
-    description: Keep the N most recent snapshots.
-    type: int
-  keep_within:
-    description:
-      - Keep every snapshot taken within this duration before now - a number and a unit (C(s), C(m), C(h), C(d),
-        C(w)), for example V(36h), V(7d), V(2w), V(1w3d).
-    type: str
-  keep_hourly:
-    description: Keep the newest snapshot of each of the N most recent hours that have one.
-    type: int
-  keep_daily:
-    description: Keep the newest snapshot of each of the N most recent days (UTC) that have one.
-    type: int
-  keep_weekly:
-    description: Keep the newest snapshot of each of the N most recent ISO weeks that have one.
-    type: int
-  keep_monthly:
-    description: Keep the newest snapshot of each of the N most recent months that have one.
-    type: int
-  keep_yearly:
-    description: Keep the newest snapshot of each of the N most recent years that have one.
-    type: int
-  keep_labels:
-    description:
-      - Pins - snapshots whose labels match are always kept.
-      - A list of label names keeps snapshots that have any of those labels, whatever the value (V([pinned])).
-      - 'A dict keeps snapshots whose label has the given value, or one of a list of values; V(null) or V(*) means
-        any value (V({pinned: "true", release: [v1.0, v2.0]})).'
-      - "Values compare case-insensitively, so a label set with YAML C(pinned: true) (stored as V(True)) matches
-        V(true)."
-    type: raw
-    default: {pinned: 'true'}
-  keep_ids:
-    description: Ids of snapshots to keep whatever the rules say.
-    type: list
-    elements: str
-    default: []
   remove_partials:
     description: Remove C(*.partial) directories older than O(partial_max_age).
     type: bool
     default: true
-  partial_max_age:
-    description:
-      - Age (since the partial snapshot was begun or last changed) after which an incomplete snapshot is
-        considered abandoned. Set it above the longest time a snapshot takes to write. Same syntax as
-        O(keep_within).
-    type: str
-    default: 1d
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -161,39 +117,20 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import ModuleFailure, run_manager
+from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
+    Manager, ModuleFailure, retention_argument_spec, retention_policy, run_manager)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._retention import (
-    Policy, RetentionError, parse_duration, plan, stale_partials)
+    plan, stale_partials)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
     SnapshotError, SnapshotStore, parse_time, read_manifest)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_remove import (
     delete_snapshot, partial_activity, remove_tree)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tree import disk_usage
 
-PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
 
-
-class SnapshotPruneManager(object):
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.partial_result = {}
-
-    def policy(self):
-        p = self.p
-        try:
-            policy = Policy(keep_last=p['keep_last'], keep_within=p['keep_within'], keep_labels=p['keep_labels'],
-                            keep_ids=p['keep_ids'], **dict(('keep_' + n, p['keep_' + n]) for n in PERIODS))
-            max_age = parse_duration(p['partial_max_age'], 'partial_max_age')
-        except RetentionError as e:
-            raise ModuleFailure(str(e))
-        if not policy.has_time_rules():
-            raise ModuleFailure('no retention rule given: set keep_last, keep_within or a keep_hourly ... keep_yearly '
-                                'rule (refusing to delete every snapshot but the newest and the pinned ones)')
-        return policy, max_age
-
+class SnapshotPruneManager(Manager):
     def run(self):
-        policy, max_age = self.policy()
+        policy, max_age = retention_policy(self.p)
         store = SnapshotStore(self.p['snapshot_root'])
         now = datetime.datetime.now(datetime.timezone.utc)
         snaps, partials, ignored = self.survey(store)
@@ -262,15 +199,9 @@ class SnapshotPruneManager(object):
 def main():
     argument_spec = dict(
         snapshot_root=dict(type='path', required=True),
-        keep_last=dict(type='int'),
-        keep_within=dict(type='str'),
-        keep_labels=dict(type='raw', default={'pinned': 'true'}),
-        keep_ids=dict(type='list', elements='str', default=[]),
         remove_partials=dict(type='bool', default=True),
-        partial_max_age=dict(type='str', default='1d'),
     )
-    for name in PERIODS:
-        argument_spec['keep_' + name] = dict(type='int')
+    argument_spec.update(retention_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_manager(module, SnapshotPruneManager)
 

@@ -22,38 +22,8 @@ description:
   - Snapshots whose manifest cannot be read and names that are not snapshots are never touched.
 extends_documentation_fragment:
   - djangoops.maintenance.remote
+  - djangoops.maintenance.retention
 options:
-  keep_last:
-    description: Keep the N most recent snapshots.
-    type: int
-  keep_within:
-    description: Keep every snapshot taken within this duration before now (V(36h), V(7d), V(2w), V(1w3d)).
-    type: str
-  keep_hourly:
-    description: Keep the newest snapshot of each of the N most recent hours that have one.
-    type: int
-  keep_daily:
-    description: Keep the newest snapshot of each of the N most recent days (UTC) that have one.
-    type: int
-  keep_weekly:
-    description: Keep the newest snapshot of each of the N most recent ISO weeks that have one.
-    type: int
-  keep_monthly:
-    description: Keep the newest snapshot of each of the N most recent months that have one.
-    type: int
-  keep_yearly:
-    description: Keep the newest snapshot of each of the N most recent years that have one.
-    type: int
-  keep_labels:
-    description:
-      - Pins - snapshots whose labels match are always kept; as in M(djangoops.maintenance.snapshot_prune).
-    type: raw
-    default: {pinned: 'true'}
-  keep_ids:
-    description: Ids of snapshots to keep whatever the rules say.
-    type: list
-    elements: str
-    default: []
   per_host:
     description:
       - Apply the rules to each source host's snapshots separately (the host recorded in each manifest).
@@ -63,12 +33,6 @@ options:
     description: Remove incomplete copies older than O(partial_max_age).
     type: bool
     default: true
-  partial_max_age:
-    description:
-      - Age (since an incomplete copy last changed) after which it is considered abandoned. Set it above the
-        longest time a push takes.
-    type: str
-    default: 1d
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -139,38 +103,22 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import ModuleFailure, run_manager
+from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
+    Manager, ModuleFailure, retention_argument_spec, retention_policy, run_manager)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import (
     open_remote, remote_argument_spec, snapshot_time)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._retention import (
-    Policy, RetentionError, parse_duration, plan, stale_partials)
-
-PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
+    plan, stale_partials)
 
 
-class SnapshotRemotePruneManager(object):
+class SnapshotRemotePruneManager(Manager):
     def __init__(self, module):
-        self.module = module
-        self.p = module.params
+        super().__init__(module)
         self.commands = []
-        self.partial_result = {}
-
-    def policy(self):
-        p = self.p
-        try:
-            policy = Policy(keep_last=p['keep_last'], keep_within=p['keep_within'], keep_labels=p['keep_labels'],
-                            keep_ids=p['keep_ids'], **dict(('keep_' + n, p['keep_' + n]) for n in PERIODS))
-            max_age = parse_duration(p['partial_max_age'], 'partial_max_age')
-        except RetentionError as e:
-            raise ModuleFailure(str(e))
-        if not policy.has_time_rules():
-            raise ModuleFailure('no retention rule given: set keep_last, keep_within or a keep_hourly ... keep_yearly '
-                                'rule (refusing to delete every snapshot but the newest and the pinned ones)')
-        return policy, max_age
 
     def run(self):
-        policy, max_age = self.policy()
+        policy, max_age = retention_policy(self.p)
         now = datetime.datetime.now(datetime.timezone.utc)
         with private_dir() as secrets:
             remote = open_remote(self.p['remote'], secrets, self.commands.append)
@@ -229,17 +177,11 @@ class SnapshotRemotePruneManager(object):
 
 def main():
     argument_spec = dict(
-        keep_last=dict(type='int'),
-        keep_within=dict(type='str'),
-        keep_labels=dict(type='raw', default={'pinned': 'true'}),
-        keep_ids=dict(type='list', elements='str', default=[]),
         per_host=dict(type='bool', default=True),
         remove_partials=dict(type='bool', default=True),
-        partial_max_age=dict(type='str', default='1d'),
         remote=remote_argument_spec(),
     )
-    for name in PERIODS:
-        argument_spec['keep_' + name] = dict(type='int')
+    argument_spec.update(retention_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_manager(module, SnapshotRemotePruneManager)
 
