@@ -169,6 +169,7 @@ class SQLiteEngine(Engine):
         else:
             copy_path = part.path_of(DUMP_NAME if not chain else '.copy.sqlite3')
             os.close(os.open(copy_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
         def file_pass():
             if not chain:
                 part.add_existing(DUMP_NAME)

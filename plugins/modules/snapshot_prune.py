@@ -118,7 +118,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
-    Manager, ModuleFailure, retention_argument_spec, retention_policy, run_manager)
+    Manager, retention_argument_spec, retention_policy, run_manager)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._retention import (
     plan, stale_partials)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (

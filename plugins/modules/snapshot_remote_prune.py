@@ -104,7 +104,7 @@ import datetime
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
-    Manager, ModuleFailure, retention_argument_spec, retention_policy, run_manager)
+    Manager, retention_argument_spec, retention_policy, run_manager)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import (
     open_remote, remote_argument_spec, snapshot_time)
