@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from support.django_project import django_venvs  # noqa: F401  pylint: disable=unused-import
-from support.modules import COLLECTIONS_PATH, REPO
+from support.modules import COLLECTIONS_PATH, REPO, run_playbook
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +40,12 @@ def free_port():
 class DemoShop(object):
     """The demo shop installed under ``root``, release 1.0 live, 2.0 (good) and 3.0 (bad) staged."""
 
-    def __init__(self, root, python):
+    def __init__(self, root, python, in_place=False):
         self.root = root
         self.app = os.path.join(root, 'srv', 'shop')
+        # in_place: the live code is a plain directory the releases are copied over (no symlink switch)
+        self.in_place = in_place
+        self.live = os.path.join(self.app, 'live' if in_place else 'current')
         self.python = python
         self.port = free_port()
         self.env_file = os.path.join(self.app, 'shared', 'app.env')
@@ -56,12 +59,17 @@ class DemoShop(object):
             os.makedirs(os.path.join(self.app, d))
         subprocess.run([sys.executable, os.path.join(REPO, 'demo', 'releases.py'),
                         os.path.join(self.app, 'releases')], check=True, stdout=subprocess.DEVNULL)
-        os.symlink(os.path.join(self.app, 'releases', '1.0'), os.path.join(self.app, 'current'))
+        if self.in_place:
+            shutil.copytree(os.path.join(self.app, 'releases', '1.0'), self.live, symlinks=True)
+            with open(os.path.join(self.live, 'RELEASE'), 'w', encoding='utf-8') as f:
+                f.write('1.0\n')
+        else:
+            os.symlink(os.path.join(self.app, 'releases', '1.0'), self.live)
         env = dict(self.environment, SHOP_MAINTENANCE_FLAG=os.path.join(self.app, 'maintenance.on'),
                    SHOP_MAINTENANCE_BYPASS=BYPASS, SHOP_ALLOWED_HOSTS='127.0.0.1,localhost')
         with open(self.env_file, 'w', encoding='utf-8') as f:
             f.write(''.join('%s=%s\n' % kv for kv in sorted(env.items())))
-        manage = [self.python, os.path.join(self.app, 'current', 'manage.py')]
+        manage = [self.python, os.path.join(self.live, 'manage.py')]
         run_env = dict(os.environ, **env)
         subprocess.run(manage + ['migrate', '-v0'], env=run_env, check=True)
         subprocess.run(manage + ['seed_demo', '--products', '20', '--orders', '30', '--with-images', '-v0'],
@@ -70,7 +78,7 @@ class DemoShop(object):
                                                '--workers', '1'], check=True, stdout=subprocess.DEVNULL)
 
     def appctl(self, action):
-        return [self.python, os.path.join(self.app, 'current', 'bin', 'appctl.py'), action, '--pidfile', self.pidfile]
+        return [self.python, os.path.join(self.live, 'bin', 'appctl.py'), action, '--pidfile', self.pidfile]
 
     def stop(self):
         if os.path.exists(self.pidfile):
@@ -93,7 +101,7 @@ class DemoShop(object):
                 'djangoops_snapshot_root': os.path.join(self.root, 'backups'),
                 'djangoops_lock_name': 'shop',
                 'window_lock_dir': os.path.join(self.root, 'locks'),
-                'djangoops_django': {'project_path': os.path.join(self.app, 'current'),
+                'djangoops_django': {'project_path': self.live,
                                      'virtualenv': os.path.dirname(os.path.dirname(self.python)),
                                      'environment': self.environment},
                 'window_app_stop_command': self.appctl('stop'),
@@ -175,3 +183,96 @@ def test_good_and_bad_release_through_ansible_runner(tmp_path, shop):  # pylint:
     assert shop.data() == data_after_good
     assert os.readlink(os.path.join(shop.app, 'current')).endswith('/releases/2.0')
     assert not os.path.exists(os.path.join(shop.app, 'maintenance.on'))
+
+
+SWITCH_TASKS = '''
+- name: Copy the release over the live tree
+  ansible.builtin.command:
+    argv: [rsync, -a, --delete, "{{ window_releases_dir }}/{{ window_release_version }}/", "{{ shop_live }}/"]
+  changed_when: true
+
+- name: Say which release is live
+  ansible.builtin.copy:
+    content: "{{ window_release_version }}\\n"
+    dest: "{{ shop_live }}/RELEASE"
+    mode: "0644"
+'''
+
+SWITCH_BACK_TASKS = '''
+- name: Copy the previous release back over the live tree
+  ansible.builtin.command:
+    argv: [rsync, -a, --delete, "{{ window_releases_dir }}/{{ window_release_from }}/", "{{ shop_live }}/"]
+  changed_when: true
+
+- name: Say which release is live
+  ansible.builtin.copy:
+    content: "{{ window_release_from }}\\n"
+    dest: "{{ shop_live }}/RELEASE"
+    mode: "0644"
+'''
+
+
+def test_in_place_deploy_with_switch_hooks(tmp_path, django_venvs):  # noqa: F811  pylint: disable=redefined-outer-name
+    """No releases/ + symlink layout: the release is copied over a plain live directory by the caller's
+    switch tasks, and copied back by its switch-back tasks when the window rolls back."""
+    shop = DemoShop(str(tmp_path / 'demo'), os.path.join(django_venvs['5.2'], 'bin', 'python'), in_place=True)
+    try:
+        shop.install()
+        pdd = private_data_dir(str(tmp_path), shop)
+        hooks = os.path.join(str(tmp_path), 'hooks')
+        os.makedirs(hooks)
+        for name, text in (('switch.yml', SWITCH_TASKS), ('switch_back.yml', SWITCH_BACK_TASKS)):
+            with open(os.path.join(hooks, name), 'w', encoding='utf-8') as f:
+                f.write(text)
+        path = os.path.join(pdd, 'inventory', 'hosts.yml')
+        with open(path, encoding='utf-8') as f:
+            inventory = yaml.safe_load(f)
+        inventory['all']['vars'].update({
+            'shop_live': shop.live,
+            'window_release_switch_tasks': os.path.join(hooks, 'switch.yml'),
+            'window_release_switch_back_tasks': os.path.join(hooks, 'switch_back.yml'),
+            # read by the caller when the window starts: the version file of the live tree
+            'window_live_release': "{{ lookup('ansible.builtin.file', shop_live ~ '/RELEASE') }}"})
+        with open(path, 'w', encoding='utf-8') as f:
+            yaml.safe_dump(inventory, f)
+
+        def live_release():
+            with open(os.path.join(shop.live, 'RELEASE'), encoding='utf-8') as f:
+                return f.read().strip()
+
+        good = run_job(pdd, '2.0', 'good')
+        assert good.status == 'successful', good.stdout.read()[-4000:]
+        host = window_artifact(good)['hosts']['demo-shop']
+        assert host['status'] == 'migrated' and host['release_from'] == '1.0', host
+        assert live_release() == '2.0' and not os.path.islink(shop.live)
+        assert os.path.exists(os.path.join(shop.live, 'shop', 'migrations', '0007_order_priority.py'))
+        data_after_good = shop.data()
+
+        again = run_job(pdd, '2.0', 'again')
+        assert again.status == 'successful', again.stdout.read()[-4000:]
+        assert window_artifact(again)['hosts']['demo-shop']['status'] == 'unchanged'
+
+        bad = run_job(pdd, '3.0', 'bad')
+        assert bad.status == 'failed', bad.stdout.read()[-4000:]
+        host = window_artifact(bad)['hosts']['demo-shop']
+        assert host['status'] == 'restored' and host['restored']['release'] is True, host
+        assert host['verification_restored']['ok'] is True
+        assert live_release() == '2.0' and shop.data() == data_after_good
+        assert not os.path.exists(os.path.join(shop.live, 'shop', 'migrations', '0008_bad_release.py'))
+        assert not os.path.exists(os.path.join(shop.app, 'maintenance.on'))
+    finally:
+        shop.stop()
+
+
+def test_a_switch_hook_without_its_way_back_is_refused_before_anything_changes(tmp_path):
+    app = tmp_path / 'app'
+    app.mkdir()
+    result = run_playbook(os.path.join(REPO, 'playbooks', 'deploy.yml'), inventory='localhost,', extra_vars={
+        'djangoops_hosts': 'localhost', 'ansible_connection': 'local', 'window_release_version': '2.0',
+        'window_app_root': str(app), 'window_lock_dir': str(tmp_path / 'locks'),
+        'djangoops_snapshot_root': str(tmp_path / 'snapshots'),
+        'djangoops_django': {'project_path': str(app / 'current'), 'python': sys.executable},
+        'window_release_switch_tasks': str(tmp_path / 'switch.yml')}, env={'DJANGOOPS_REPORT_DIR': str(tmp_path / 'reports')})
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert 'window_release_switch_back_tasks is empty' in result.stdout, result.stdout[-3000:]
+    assert not (tmp_path / 'snapshots').exists() and not (app / 'maintenance.on').exists()
