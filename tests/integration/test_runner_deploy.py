@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 
 import ansible_runner
 import pytest
@@ -185,31 +186,20 @@ def test_good_and_bad_release_through_ansible_runner(tmp_path, shop):  # pylint:
     assert not os.path.exists(os.path.join(shop.app, 'maintenance.on'))
 
 
-SWITCH_TASKS = '''
-- name: Copy the release over the live tree
-  ansible.builtin.command:
-    argv: [rsync, -a, --delete, "{{ window_releases_dir }}/{{ window_release_version }}/", "{{ shop_live }}/"]
-  changed_when: true
+def switch_tasks(version_var):
+    """A caller's switch hook for an in-place deploy: copy releases/<version> over the live tree."""
+    return textwrap.dedent('''
+        - name: Copy the release over the live tree
+          ansible.builtin.command:
+            argv: [rsync, -a, --delete, "{{ window_releases_dir }}/{{ %(v)s }}/", "{{ shop_live }}/"]
+          changed_when: true
 
-- name: Say which release is live
-  ansible.builtin.copy:
-    content: "{{ window_release_version }}\\n"
-    dest: "{{ shop_live }}/RELEASE"
-    mode: "0644"
-'''
-
-SWITCH_BACK_TASKS = '''
-- name: Copy the previous release back over the live tree
-  ansible.builtin.command:
-    argv: [rsync, -a, --delete, "{{ window_releases_dir }}/{{ window_release_from }}/", "{{ shop_live }}/"]
-  changed_when: true
-
-- name: Say which release is live
-  ansible.builtin.copy:
-    content: "{{ window_release_from }}\\n"
-    dest: "{{ shop_live }}/RELEASE"
-    mode: "0644"
-'''
+        - name: Say which release is live
+          ansible.builtin.copy:
+            content: "{{ %(v)s }}\\n"
+            dest: "{{ shop_live }}/RELEASE"
+            mode: "0644"
+        ''') % {'v': version_var}
 
 
 def test_in_place_deploy_with_switch_hooks(tmp_path, django_venvs):  # noqa: F811  pylint: disable=redefined-outer-name
@@ -221,7 +211,8 @@ def test_in_place_deploy_with_switch_hooks(tmp_path, django_venvs):  # noqa: F81
         pdd = private_data_dir(str(tmp_path), shop)
         hooks = os.path.join(str(tmp_path), 'hooks')
         os.makedirs(hooks)
-        for name, text in (('switch.yml', SWITCH_TASKS), ('switch_back.yml', SWITCH_BACK_TASKS)):
+        for name, text in (('switch.yml', switch_tasks('window_release_version')),
+                           ('switch_back.yml', switch_tasks('window_release_from'))):
             with open(os.path.join(hooks, name), 'w', encoding='utf-8') as f:
                 f.write(text)
         path = os.path.join(pdd, 'inventory', 'hosts.yml')
