@@ -83,6 +83,7 @@ show_report() {
   local newest
   # The newest report: run ids start with a UTC timestamp, so they sort by time.
   newest=$(printf '%s\n' "$DEMO"/reports/*/ | sort | tail -n1)
+  newest=${newest%/}
   "$VENV/bin/python" - "$newest/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
