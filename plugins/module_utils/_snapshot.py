@@ -464,6 +464,30 @@ class SnapshotStore(object):
             raise SnapshotError('%s is not a snapshot being written by this collection' % path)
         return SnapshotBuilder(self, snapshot_id, path, created)
 
+    def write_part(self, snapshot_id, part_name, fill, finalize=True, labels=None, begun=None):
+        """Write one part the format's way: into ``<id>.partial`` (a new snapshot when ``snapshot_id`` is
+        None or not begun yet), ``fill(part)`` writing and committing it. A part that fails is removed; a
+        snapshot begun here is removed if anything fails, so nothing that looks complete is left. With
+        ``finalize`` the manifest is written last. ``begun(builder)`` runs once the directory exists (to
+        report the id of a snapshot that may then fail). Returns (builder, what fill returned, manifest
+        or None)."""
+        created_here = not (snapshot_id and os.path.isdir(self.partial_path(snapshot_id)))
+        builder = self.open_partial(snapshot_id, create=True) if snapshot_id else self.begin()
+        if begun is not None:
+            begun(builder)
+        try:
+            try:
+                filled = fill(builder.part(part_name))
+            except BaseException:
+                builder.discard_part(part_name)
+                raise
+            manifest = builder.finalize(labels=labels) if finalize else None
+        except BaseException:
+            if created_here:
+                builder.abort()
+            raise
+        return builder, filled, manifest
+
     def resolve_path(self, path):
         """A user-given snapshot path, accepted only inside the root."""
         real_root = os.path.realpath(self.root)

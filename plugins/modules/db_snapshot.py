@@ -343,23 +343,18 @@ class DbSnapshotManager(Manager):
 
     def write(self, store, engine, probe, opts, snapshot_id, part_name, labels, result):
         p = self.p
-        created_here = not (snapshot_id and os.path.isdir(store.partial_path(snapshot_id)))
-        builder = store.open_partial(snapshot_id, create=True) if snapshot_id else store.begin()
-        result.update(snapshot_id=builder.id, snapshot_path=builder.path)
         started = time.monotonic()
+
+        def fill(part):
+            meta = engine.dump(part, opts)
+            meta.update(database_bytes=probe['database_bytes'], commands=list(engine.commands))
+            return part.commit(meta)
+
         try:
-            part = builder.part(part_name)
-            try:
-                meta = engine.dump(part, opts)
-                meta.update(database_bytes=probe['database_bytes'], commands=list(engine.commands))
-                record = part.commit(meta)
-            except BaseException:
-                builder.discard_part(part_name)
-                raise
-            manifest = builder.finalize(labels=labels) if p['finalize'] else None
+            builder, record, manifest = store.write_part(
+                snapshot_id, part_name, fill, finalize=p['finalize'], labels=labels,
+                begun=lambda b: result.update(snapshot_id=b.id, snapshot_path=b.path))
         except BaseException:
-            if created_here:
-                builder.abort()
             result['commands'] = engine.commands
             raise
         seconds = time.monotonic() - started

@@ -183,7 +183,6 @@ commands:
   elements: str
 '''
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -223,23 +222,12 @@ class DjangoDumpdataManager(Manager):
                           path=store.path_of(snapshot_id) if snapshot_id else store.root)
             return result
         store.ensure()
-        created_here = not (snapshot_id and os.path.isdir(store.partial_path(snapshot_id)))
-        builder = store.open_partial(snapshot_id, create=True) if snapshot_id else store.begin()
-        result.update(snapshot_id=builder.id, path=builder.path)
         started = time.monotonic()
-        try:
-            part = builder.part(part_name)
-            try:
-                record = self.dump(project, part, request, dict(compression=compression, compression_level=level,
-                                                                encryption=encryption))
-            except BaseException:
-                builder.discard_part(part_name)
-                raise
-            manifest = builder.finalize(labels=labels) if p['finalize'] else None
-        except BaseException:
-            if created_here:
-                builder.abort()
-            raise
+        builder, record, manifest = store.write_part(
+            snapshot_id, part_name,
+            lambda part: self.dump(project, part, request, dict(compression=compression, compression_level=level,
+                                                                encryption=encryption)),
+            finalize=p['finalize'], labels=labels, begun=lambda b: result.update(snapshot_id=b.id, path=b.path))
         result.update(path=builder.path, finalized=manifest is not None, files=record['files'], bytes=record['bytes'],
                       objects=record['objects'], counts=record['counts'], django_version=record['django_version'],
                       seconds=round(time.monotonic() - started, 3))

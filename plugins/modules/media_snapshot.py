@@ -344,26 +344,18 @@ class MediaSnapshotManager(Manager):
                           snapshot_path=store.path_of(snapshot_id) if snapshot_id else store.root,
                           trees=[dict(pl) for pl in plans])
             return result
-        created_here = not (snapshot_id and os.path.isdir(store.partial_path(snapshot_id)))
-        builder = store.open_partial(snapshot_id, create=True) if snapshot_id else store.begin()
-        result.update(snapshot_id=builder.id, snapshot_path=builder.path)
         started = time.monotonic()
-        try:
-            part = builder.part(part_name)
-            try:
-                records = _media_archive.take(part, plans, opts, result['commands'].append)
-                meta = _media_archive.part_meta(records, part, opts)
-                meta.update(kind=_media.KIND, source=[pl['source'] for pl in plans], checksums=False,
-                            commands=list(result['commands']))
-                record = part.commit(meta)
-            except BaseException:
-                builder.discard_part(part_name)
-                raise
-            manifest = builder.finalize(labels=labels) if self.p['finalize'] else None
-        except BaseException:
-            if created_here:
-                builder.abort()
-            raise
+
+        def fill(part):
+            records = _media_archive.take(part, plans, opts, result['commands'].append)
+            meta = _media_archive.part_meta(records, part, opts)
+            meta.update(kind=_media.KIND, source=[pl['source'] for pl in plans], checksums=False,
+                        commands=list(result['commands']))
+            return records, part.commit(meta)
+
+        builder, (records, record), manifest = store.write_part(
+            snapshot_id, part_name, fill, finalize=self.p['finalize'], labels=labels,
+            begun=lambda b: result.update(snapshot_id=b.id, snapshot_path=b.path))
         for rec in records:
             if rec.get('changed_while_archiving'):
                 self.module.warn('%s changed while it was archived; its census is not recorded, so media_restore '
@@ -402,31 +394,23 @@ class MediaSnapshotManager(Manager):
                               prepared='\n'.join(lines) + ('\n' if lines else ''))
 
     def write(self, store, plans, previous, rsync, snapshot_id, part_name, labels, result, reserve):
-        created_here = not (snapshot_id and os.path.isdir(store.partial_path(snapshot_id)))
-        builder = store.open_partial(snapshot_id, create=True) if snapshot_id else store.begin()
-        result.update(snapshot_id=builder.id, snapshot_path=builder.path)
         started = time.monotonic()
-        try:
-            part = builder.part(part_name)
-            try:
-                guard = _media.SpaceGuard(store.root, reserve)
-                records, runs = _media.take(part, plans, previous, rsync, self.p['checksums'],
-                                            keep_paths=DIFF_PATHS if self.module._diff else 0, guard=guard)
-                sums_bytes = sum(f['size'] for f in part.files)
-                meta = dict(kind=_media.KIND, source=[pl['source'] for pl in plans], trees=records,
-                            checksums=self.p['checksums'], rsync_version=result['rsync_version'],
-                            commands=[display(r.argv) for r in runs.values()],
-                            summary=_media.summary(records, sums_bytes, self.p['checksums']))
-                meta['bytes'] = meta['summary']['bytes']  # the trees, not only the files listed in the manifest
-                record = part.commit(meta)
-            except BaseException:
-                builder.discard_part(part_name)
-                raise
-            manifest = builder.finalize(labels=labels) if self.p['finalize'] else None
-        except BaseException:
-            if created_here:
-                builder.abort()
-            raise
+        guard = _media.SpaceGuard(store.root, reserve)
+
+        def fill(part):
+            records, runs = _media.take(part, plans, previous, rsync, self.p['checksums'],
+                                        keep_paths=DIFF_PATHS if self.module._diff else 0, guard=guard)
+            sums_bytes = sum(f['size'] for f in part.files)
+            meta = dict(kind=_media.KIND, source=[pl['source'] for pl in plans], trees=records,
+                        checksums=self.p['checksums'], rsync_version=result['rsync_version'],
+                        commands=[display(r.argv) for r in runs.values()],
+                        summary=_media.summary(records, sums_bytes, self.p['checksums']))
+            meta['bytes'] = meta['summary']['bytes']  # the trees, not only the files listed in the manifest
+            return records, runs, part.commit(meta)
+
+        builder, (records, runs, record), manifest = store.write_part(
+            snapshot_id, part_name, fill, finalize=self.p['finalize'], labels=labels,
+            begun=lambda b: result.update(snapshot_id=b.id, snapshot_path=b.path))
         for run in runs.values():
             for line in run.vanished[:20]:
                 self.module.warn('file vanished during the media snapshot: %s' % line)
