@@ -14,7 +14,10 @@ Steps, all on the same source tree and file system (``--workdir``, default a new
 
 1. full copy:   ``rsync -a SRC/ A/``  vs  ``media_snapshot`` (first snapshot: everything is copied)
 2. change ``--change-pct`` (1) % of the files (new content, same size)
-3. incremental: ``rsync -a --link-dest=A SRC/ B/``  vs  ``media_snapshot`` (second snapshot: hard links)
+3. incremental: ``rsync -a --link-dest=A SRC/ B/``  vs  ``media_snapshot`` (second snapshot: hard links);
+   and ``rsync -a --link-dest=<the module's first snapshot tree> SRC/ C/``, the copy with the module's
+   own inputs: linking against a tree deep in the snapshot root measured ~0.3 s slower (ext4 places
+   its inodes elsewhere) than against ``A``, a sibling of the source, whoever makes the copy.
 
 For each it prints wall time, the ratio module/rsync, the extra disk of the second copy (``du`` of the
 second directory next to the first, so shared hard links count once) against the bytes changed, and the
@@ -171,15 +174,23 @@ def main():
                     shutil.rmtree(os.path.join(root, name))
             r_s, r_rss, dummy = timed([rsync, '-a', '--link-dest=' + base + '/full', src + '/', base + '/incr/'])
             sync_s = timed(['sync', '-f', work], flush_first=False)[0]
+            # The same copy with the same inputs as the module's: linked against the module's previous
+            # tree (where a tree sits on the file system changes what linking against it costs).
+            shutil.rmtree(base + '/same', ignore_errors=True)
+            same_s = timed([rsync, '-a', '--link-dest=' + prev_tree, src + '/', base + '/same/'])[0]
+            shutil.rmtree(base + '/same')
             m_s, m_rss, res = run_module(args, work)
             assert res['trees'][0]['link_dest']['snapshot_id'] == r1['snapshot_id']
-            return dict(rsync_incr_s=r_s, rsync_incr_rss=r_rss, rsync_incr_sync_s=r_s + sync_s, module_incr_s=m_s,
+            return dict(rsync_incr_s=r_s, rsync_incr_rss=r_rss, rsync_incr_sync_s=r_s + sync_s,
+                        rsync_incr_same_s=same_s, module_incr_s=m_s,
                         module_incr_rss=m_rss, module_incr_inner_s=res['seconds'], result=res)
 
         # 1. full
         full = rounds(full_round)
         r1 = full.pop('result')
         fig.update(full)
+
+        prev_tree = os.path.join(root, r1['snapshot_id'], r1['trees'][0]['dir'])
 
         # 2. change
         n, changed = change(paths, a.change_pct, a.seed + 1)
@@ -210,6 +221,10 @@ def main():
         m, r, rs = fig['module_%s_s' % k], fig['rsync_%s_s' % k], fig['rsync_%s_sync_s' % k]
         print('%-12s %9.2f %13.2f %10.2f %12.2fx %12.2fx %16.2fx %15.2f' % (
             label, r, rs, m, ratio(m, r), ratio(m, rs), ratio(m - fig['startup_s'], r), fig['module_%s_inner_s' % k]))
+    print('%-12s %9.2f %13s %10.2f %12.2fx %13s %16.2fx   (rsync --link-dest to the module\'s previous tree)' % (
+        'incr, same', fig['rsync_incr_same_s'], '', fig['module_incr_s'],
+        ratio(fig['module_incr_s'], fig['rsync_incr_same_s']), '',
+        ratio(fig['module_incr_s'] - fig['startup_s'], fig['rsync_incr_same_s'])))
     print('(module s: the whole task; Ansible module start-up alone (import AnsibleModule) took %.2f s; copy+record s: '
           'the copy, census, checksums, fsync and manifest, as the module reports it)' % fig['startup_s'])
     print()
@@ -220,10 +235,13 @@ def main():
           % (fig['rsync_full_rss'] / 2 ** 20, fig['module_full_rss'] / 2 ** 20, fig['module_incr_rss'] / 2 ** 20))
     fig['ratio_full'] = ratio(fig['module_full_s'], fig['rsync_full_s'])
     fig['ratio_incr'] = ratio(fig['module_incr_s'], fig['rsync_incr_s'])
+    fig['ratio_incr_same'] = ratio(fig['module_incr_s'], fig['rsync_incr_same_s'])
     fig['ratio_extra_disk'] = ratio(fig['module_extra_disk'], fig['changed_bytes'])
-    print('targets: full %s, incremental %s (<= 1.1x rsync); extra disk %s (<= 1.1x changed bytes)' % (
-        'met' if fig['ratio_full'] <= 1.1 else 'MISSED', 'met' if fig['ratio_incr'] <= 1.1 else 'MISSED',
-        'met' if fig['ratio_extra_disk'] <= 1.1 else 'MISSED'))
+    print('targets: full %s, incremental %s against its own copy, %s with the same inputs (<= 1.1x rsync); '
+          'extra disk %s (<= 1.1x changed bytes)' % (
+              'met' if fig['ratio_full'] <= 1.1 else 'MISSED', 'met' if fig['ratio_incr'] <= 1.1 else 'MISSED',
+              'met' if fig['ratio_incr_same'] <= 1.1 else 'MISSED',
+              'met' if fig['ratio_extra_disk'] <= 1.1 else 'MISSED'))
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, 'w', encoding='utf-8') as f:

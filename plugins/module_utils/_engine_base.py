@@ -154,6 +154,45 @@ def alongside(main, side):
     return result, out[0]
 
 
+def in_workers(tasks, count, resource):
+    """Run the callables of ``tasks`` (taken in list order) on ``count`` threads. Each thread opens
+    ``resource()`` (a context manager, such as a connection of its own) and calls every task it
+    takes with what that yields. Returns the tasks' results in order. After an error no thread takes
+    a new task; the first error is raised once every thread stopped."""
+    results = [None] * len(tasks)
+    errors = []
+    lock = threading.Lock()
+    pending = list(enumerate(tasks))
+    pending.reverse()
+
+    def take():
+        with lock:
+            return pending.pop() if pending and not errors else None
+
+    def work():
+        try:
+            with resource() as opened:
+                item = take()
+                while item is not None:
+                    results[item[0]] = item[1](opened)
+                    item = take()
+        except BaseException as e:  # pylint: disable=broad-except
+            with lock:
+                errors.append(e)
+
+    threads = [threading.Thread(target=work, daemon=True) for dummy in range(max(1, min(count, len(tasks))) - 1)]
+    for t in threads:
+        t.start()
+    try:
+        work()
+    finally:
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 class RowDigest(object):
     """Order-independent digest of a table's rows: the count, and the sum modulo 2**64 of the first
     8 bytes of each row's sha256. Equal row multisets give equal digests; it streams in O(1) memory.
@@ -249,6 +288,11 @@ class Engine(object):
     def table_stats(self, mode, database=None):
         """``{table: {'rows': n, 'checksum': hex|None}}`` for ``mode`` in counts | checksums."""
         raise NotImplementedError
+
+    def restored_stats(self, mode):
+        """The table statistics (as ``table_stats``) that ``restore`` read from the restored rows when
+        asked to (``verify_tables`` in its options), or None: then the caller reads them itself."""
+        return None
 
     def run_queries(self, queries, database=None):
         """Run each SQL text in ``queries`` in ONE read-only transaction; return a list of row lists

@@ -24,7 +24,7 @@ import secrets
 import threading
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    DEFAULT_LEVEL, Engine, EngineError, check_compression, encryption_record, output_chain,
+    DEFAULT_LEVEL, Engine, EngineError, check_compression, encryption_record, in_workers, output_chain,
     parse_version, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_client import (
     ClientTools, archive_reader_problem, dump_client_problem, major)
@@ -35,7 +35,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_database
     drop_database_statement, maintenance_database, other_sessions, rename_database_statement, run_statement,
     server_facts, terminate_sessions)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_load import PgLoader, quote_ident
-from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_stats import CHECKSUM_ALGORITHM, collect
+from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_stats import CHECKSUM_ALGORITHM, analyze_targets, collect
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
     Step, TailTap, ToolError, run_pipeline)
 
@@ -164,6 +164,7 @@ class PostgreSQLEngine(Engine):
         self._dump_opts = None
         self._auto_compression = False
         self._loaded = False
+        self._restored_stats = None
 
     # -- options -----------------------------------------------------------------------------
     def resolve_options(self, opts):
@@ -551,15 +552,42 @@ class PostgreSQLEngine(Engine):
             loader.parallel(meta, source, database, role, opts, os.path.dirname(snapshot.path),
                             max(1, opts.get('jobs') or 1), as_superuser=as_superuser)
         self._loaded = True
-        self._analyze(database)
+        self._after_load(database, opts)
 
-    def _analyze(self, database):
-        """Fresh planner statistics: the application comes back to a database it can query fast."""
+    def restored_stats(self, mode):
+        if self._restored_stats is not None and self._restored_stats[0] == mode:
+            return self._restored_stats[1]
+        return None
+
+    def _after_load(self, database, opts):
+        """Fresh planner statistics (the application comes back to a database it can query fast) and,
+        with ``verify_tables``, the table statistics db_restore compares with the manifest. Both only
+        read the restored rows, so they run at once on ``jobs`` connections: the statistics first,
+        then ANALYZE relation by relation, largest first."""
+        mode = opts.get('verify_tables') or 'none'
+        jobs = max(1, opts.get('jobs') or 1)
         con = self.pg.connect(database)
         try:
-            self.record('SQL: ANALYZE (in %s)' % database)
-            con.execute('ANALYZE')
+            relations = analyze_targets(con)
         except psycopg.Error as e:
             raise EngineError('ANALYZE after the restore of %s failed: %s' % (database, error_text(e)))
         finally:
             con.close()
+
+        def analyze(relation):
+            def task(worker_con):
+                try:
+                    worker_con.execute('ANALYZE ' + relation)  # a name quoted by format('%I.%I')
+                except psycopg.Error as e:
+                    raise EngineError('ANALYZE after the restore of %s failed on %s: %s'
+                                      % (database, relation, error_text(e)))
+            return task
+
+        tasks = [analyze(r) for r in relations]
+        if mode != 'none':
+            tasks.insert(0, lambda dummy: self.table_stats(mode, database=database))
+        self.record('SQL: ANALYZE (in %s, %d relations on %d connections%s)'
+                    % (database, len(relations), min(jobs, len(tasks)),
+                       ', with the table %s' % mode if mode != 'none' else ''))
+        results = in_workers(tasks, jobs, lambda: contextlib.closing(self.pg.connect(database)))
+        self._restored_stats = (mode, results[0]) if mode != 'none' else None

@@ -35,6 +35,25 @@ WHERE c.relkind = 'r'
 ORDER BY 1, 2
 '''
 
+# What a database-wide ANALYZE would process (tables, materialized views, partitioned tables; not
+# foreign tables, TOAST or other sessions' temporary tables), limited to what this login may
+# analyze so no relation is skipped with a warning; largest first, so that parallel workers finish
+# together.
+ANALYZE_TARGETS_SQL = r'''
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 'p')
+  AND n.nspname NOT LIKE 'pg\_toast%'
+  AND n.nspname NOT LIKE 'pg\_temp\_%'
+  AND (pg_catalog.pg_has_role(c.relowner, 'USAGE')
+       OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+       OR (NOT c.relisshared
+           AND pg_catalog.pg_has_role((SELECT d.datdba FROM pg_catalog.pg_database d
+                                       WHERE d.datname = pg_catalog.current_database()), 'USAGE')))
+ORDER BY pg_catalog.pg_relation_size(c.oid) DESC, 1
+'''
+
 # Pinned so that a row prints the same on the snapshot's server and the restore's.
 STATS_SETTINGS = (
     ('TimeZone', 'UTC'),
@@ -101,3 +120,8 @@ def collect(con, mode):
         raise EngineError('reading table statistics was cancelled')
     except psycopg.Error as e:
         raise EngineError('reading table statistics failed: %s' % error_text(e))
+
+
+def analyze_targets(con):
+    """The relations a database-wide ANALYZE would process, as quoted names, largest first."""
+    return [r[0] for r in con.execute(ANALYZE_TARGETS_SQL).fetchall()]

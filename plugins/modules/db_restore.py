@@ -99,6 +99,9 @@ options:
     description:
       - What to compare after the restore. V(auto) compares content checksums when the snapshot has them,
         else row counts.
+      - PostgreSQL reads them from the restored database while it runs C(ANALYZE), on O(jobs) connections
+        together. V(checksums) for a snapshot that recorded only row counts is refused before the target
+        is touched.
     type: str
     choices: [auto, counts, checksums, none]
     default: auto
@@ -280,33 +283,42 @@ class DbRestoreManager(Manager):
                 raise ModuleFailure('target database %s does not exist on the %s server (set create: true to '
                                     'create it)' % (target, p['engine']))
             engine.check_client(probe)
+            mode = self.verify_mode(part_meta, result)  # refused before the target is touched
             if self.module.check_mode:
                 return result
             started = time.monotonic()
             details = engine.restore(snap, part_meta, dict(
                 database=target, create=p['create'], jobs=p['jobs'], pg_clean=p['pg_clean'],
                 terminate_connections=p['terminate_connections'], mysql_definers=p['mysql_definers'],
-                timeout=p['timeout'], identity=identity))
+                timeout=p['timeout'], identity=identity, verify_tables=mode))
             result.update(details)
             result['seconds'] = round(time.monotonic() - started, 3)
-            self.compare(engine, target, part_meta, result)
+            self.compare(engine, target, part_meta, result, mode)
         return result
 
-    def compare(self, engine, target, part_meta, result):
+    def verify_mode(self, part_meta, result):
+        """What verify_tables means for this snapshot: counts, checksums or none."""
         recorded = part_meta.get('tables') or {}
         mode = self.p['verify_tables']
+        has_sums = any(t.get('checksum') for t in recorded.values())
         if mode == 'auto':
-            has_sums = any(t.get('checksum') for t in recorded.values())
             mode = 'checksums' if has_sums else ('counts' if recorded else 'none')
+        if mode == 'checksums' and recorded and not has_sums:
+            raise ModuleFailure('verify_tables=checksums, but snapshot %s recorded only row counts (take it with '
+                                'table_stats: checksums)' % result['snapshot_id'], **result)
+        return mode
+
+    def compare(self, engine, target, part_meta, result, mode):
+        recorded = part_meta.get('tables') or {}
         result['tables_compared'] = mode
         if mode == 'none':
             result['tables'] = {}
             result['tables_match'] = True
             return
-        if mode == 'checksums' and recorded and not any(t.get('checksum') for t in recorded.values()):
-            raise ModuleFailure('verify_tables=checksums, but snapshot %s recorded only row counts (take it with '
-                                'table_stats: checksums)' % result['snapshot_id'], **result)
-        actual = engine.table_stats(mode, database=target)
+        # Read from the restored rows during the restore (PostgreSQL, alongside ANALYZE), else now.
+        actual = engine.restored_stats(mode)
+        if actual is None:
+            actual = engine.table_stats(mode, database=target)
         result['tables'] = actual
         match, mismatches = compare_tables(recorded, actual)
         result['tables_match'] = match

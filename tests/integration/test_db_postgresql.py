@@ -121,11 +121,49 @@ def test_restore_into_another_database(pg_server, shop, snapshot_root, extra_db)
     assert any('--jobs=2 --section=data --section=post-data' in c for c in restores), restores
     assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
     assert schema_dump(pg_server, extra_db) == schema_dump(pg_server, shop)
+    # planner statistics for every table, read on two connections together with the checksums
+    assert any(c.startswith('SQL: ANALYZE (in djangoops_restore_') and 'on 2 connections, with the table checksums'
+               in c for c in res['commands']), res['commands']
+    with pg_server.connect(extra_db) as con:
+        never = con.execute("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NULL").fetchall()
+    assert never == []
     # and again into the now existing copy, replacing what changed there
     mutate(pg_server, extra_db)
     res = restore(pg_server, extra_db, snapshot_root, snapshot_id=r['snapshot_id'])
     assert not res.failed, res
     assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+
+
+@pytest.mark.parametrize('jobs', [1, 2])
+def test_a_restore_that_does_not_match_the_manifest_is_reported(pg_server, shop, snapshot_root, extra_db, jobs):
+    """The statistics compared are read from the restored rows: a manifest that recorded other counts
+    (here edited by hand) is a mismatch, failed by default and reported with fail_on_mismatch: false."""
+    r = snap(pg_server, shop, snapshot_root)
+    assert not r.failed, r
+    path = os.path.join(snapshot_root, r['snapshot_id'], 'manifest.json')
+    with open(path, encoding='utf-8') as f:
+        manifest = json.load(f)
+    recorded = manifest['parts']['database']['tables']
+    real = recorded['public.customer']['rows']
+    recorded['public.customer']['rows'] = real + 1
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(manifest, f)
+    # checksums from a snapshot that recorded counts: refused before anything is created, check mode too
+    for check in (True, False):
+        args = dict(pg_server.conn_args(extra_db), snapshot_root=snapshot_root, create=True, verify_tables='checksums')
+        res = run_module('db_restore', args, check=check)
+        assert res.failed and 'recorded only row counts' in res['msg'], res
+        assert extra_db not in databases(pg_server) and scratch_databases(pg_server) == []
+    res = restore(pg_server, extra_db, snapshot_root, create=True, jobs=jobs)
+    assert res.failed
+    assert 'differs from snapshot %s in 1 table(s): public.customer' % r['snapshot_id'] in res['msg'], res['msg']
+    res = restore(pg_server, extra_db, snapshot_root, create=True, jobs=jobs, fail_on_mismatch=False)
+    assert not res.failed, res
+    assert res['tables_compared'] == 'counts' and res['tables_match'] is False
+    assert [m['table'] for m in res['table_mismatches']] == ['public.customer']
+    assert res['tables']['public.customer']['rows'] == real
+    assert res['tables'] == dict((t, dict(v, rows=real if t == 'public.customer' else v['rows']))
+                                 for t, v in recorded.items())
 
 
 WRITER = r'''
