@@ -57,7 +57,9 @@ options:
         pass and the uncompressed size in free space, and restores about as fast as C(pg_restore -j) from a
         directory dump (see docs/engines/postgresql.md). Without room for it, or with O(jobs=1), the dump is
         streamed into a single C(pg_restore).
-      - Not used by O(pg_clean=schemas) or plain dumps, which restore in one transaction.
+      - Not used for loading by O(pg_clean=schemas) or plain dumps, which restore in one transaction.
+      - After loading, PostgreSQL runs C(ANALYZE) and reads the table statistics O(verify_tables) compares on
+        this many connections at once, whatever the format.
     type: int
     default: 2
   pg_clean:
