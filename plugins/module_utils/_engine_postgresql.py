@@ -35,7 +35,8 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_database
     drop_database_statement, maintenance_database, other_sessions, rename_database_statement, run_statement,
     server_facts, terminate_sessions)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_load import PgLoader, quote_ident
-from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_stats import CHECKSUM_ALGORITHM, analyze_targets, collect
+from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_stats import (
+    CHECKSUM_ALGORITHM, analyze_targets, collect)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
     Step, TailTap, ToolError, run_pipeline)
 
