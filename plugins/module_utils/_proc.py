@@ -23,6 +23,11 @@ import tempfile
 import threading
 import time
 
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
+
 CHUNK = 1024 * 1024
 MESSAGE_LINES = 30  # of a failing tool's stderr, in the error message (the last ones say why)
 
@@ -136,7 +141,8 @@ class _StderrReader(threading.Thread):
 
 
 class _Pump(threading.Thread):
-    """Copies src to dst through Python, letting a tap observe. Errors are kept for the pipeline."""
+    """Copies src (a _PipeReader) to dst through Python, letting a tap observe. Errors are kept for the
+    pipeline."""
 
     def __init__(self, src, dst, tap):
         super().__init__(daemon=True)
@@ -145,13 +151,11 @@ class _Pump(threading.Thread):
 
     def run(self):
         try:
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
             while True:
-                n = self.src.readinto(buf)
-                if not n:
+                chunk = self.src.read()
+                if not chunk:
                     break
-                out = self.tap.pass_on(view[:n])
+                out = self.tap.pass_on(chunk)
                 if out:
                     self.dst.write(out)
             rest = self.tap.flush()
@@ -180,6 +184,56 @@ class PipelineResult(object):
     @property
     def commands(self):
         return [s.display() for s in self.steps]
+
+
+PIPE_BYTES = 1024 * 1024
+# After a short read from a wide pipe, a reader waits this long before the next one. Dump tools write
+# in pieces of a few KiB; a reader woken for each of them spends more CPU on wake-ups than on the bytes
+# (measured: mariadb-dump into Python, 1.2 GB, 65,000 reads and 0.8 s of CPU; waiting 1 ms after a short
+# read, 3,000 reads and 0.2 - 0.35 s, and the dump itself finished sooner). A full pipe is read again at
+# once, so a fast writer is never held back by more than one pause per MiB.
+SETTLE_SECONDS = 0.001
+SHORT_READ = CHUNK // 4
+_F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031) if fcntl is not None else None
+_F_GETPIPE_SZ = getattr(fcntl, 'F_GETPIPE_SZ', 1032) if fcntl is not None else None
+
+
+def _widen_pipe(f):
+    """Give a pipe between steps 1 MiB of buffer (Linux; 64 KiB by default). True when it has at least
+    that much now. Best effort: a kernel that refuses (pipe-max-size, another OS) keeps its default."""
+    if f is None or _F_SETPIPE_SZ is None:
+        return False
+    try:
+        fcntl.fcntl(f.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+        return fcntl.fcntl(f.fileno(), _F_GETPIPE_SZ) >= PIPE_BYTES
+    except (OSError, ValueError):
+        return False
+
+
+class _PipeReader(object):
+    """Reads a child's stdout in chunks of up to CHUNK straight from its descriptor. On a wide pipe a
+    short read is followed by a pause (SETTLE_SECONDS), so the writer fills the pipe instead of waking
+    the reader for each of its small writes."""
+
+    def __init__(self, f, wide):
+        self.f = f
+        self.fd = f.fileno()
+        self.pause = SETTLE_SECONDS if wide else 0
+        self.buf = bytearray(CHUNK)
+        self.view = memoryview(self.buf)
+
+    def read(self):
+        """The next chunk as a memoryview (valid until the next call); empty at the end of the stream."""
+        n = os.readv(self.fd, [self.buf])
+        if self.pause and 0 < n < SHORT_READ:
+            time.sleep(self.pause)
+        return self.view[:n]
+
+    def fileno(self):
+        return self.fd
+
+    def close(self):
+        self.f.close()
 
 
 def _child_env(extra):
@@ -232,26 +286,26 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
             except OSError as e:
                 raise ToolError('could not start %s: %s' % (item.name, e), command=item.display())
             if pending_tap is not None:
+                _widen_pipe(p.stdin)
                 pump = _Pump(prev_out, p.stdin, pending_tap)
                 pump.start()
                 pumps.append(pump)
                 pending_tap = None
             elif prev_out is not stdin_f:
                 prev_out.close()  # the child holds its own copy; ours would keep the pipe open
+            out_wide = _widen_pipe(p.stdout) if out is subprocess.PIPE else False
             procs.append(p)
             r = _StderrReader(p.stderr)
             r.start()
             readers.append(r)
-            prev_out = p.stdout
+            prev_out = _PipeReader(p.stdout, out_wide) if out is subprocess.PIPE else p.stdout
         if sink is not None:
-            src = procs[-1].stdout
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
+            src = prev_out
             while True:
-                n = src.readinto(buf)
-                if not n:
+                chunk = src.read()
+                if not chunk:
                     break
-                out = pending_tap.pass_on(view[:n]) if pending_tap is not None else view[:n]
+                out = pending_tap.pass_on(chunk) if pending_tap is not None else chunk
                 if out:
                     sink.write(out)
                     bytes_out += len(out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 
 import pytest
 
@@ -78,6 +79,49 @@ def test_tap_sees_the_stream_between_steps_and_can_veto():
     trailing = FooterTap()
     run_pipeline([Step(['printf', 'x\\n-- done\\n']), trailing], sink=Sink())
     assert trailing.tail.endswith(b'-- done\n')
+
+
+def _pipe_of(argv):
+    import subprocess
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    return p, _proc._widen_pipe(p.stdout)
+
+
+def test_a_reader_of_small_writes_takes_them_in_batches_and_intact():
+    # Dump tools write a few KiB at a time. A reader woken for every write spends its CPU on wake-ups,
+    # so the pipes between steps are widened and a reader pauses after a short read: it takes the
+    # writes in batches (here ~2000 writes, 0.2 ms apart: without the pause, about one read per write).
+    writer = ('import os, time\n'
+              'for i in range(2000):\n'
+              '    os.write(1, (b"%06d" % i) * 512)\n'
+              '    time.sleep(0.0002)\n')
+    p, wide = _pipe_of([sys.executable, '-c', writer])
+    reader = _proc._PipeReader(p.stdout, wide)
+    data, reads = [], 0
+    while True:
+        chunk = reader.read()
+        if not chunk:
+            break
+        reads += 1
+        data.append(bytes(chunk))
+    reader.close()
+    assert p.wait() == 0
+    assert b''.join(data) == b''.join((b'%06d' % i) * 512 for i in range(2000))
+    if sys.platform.startswith('linux'):
+        assert wide
+        assert reads < 1000, reads
+
+
+def test_pipeline_with_a_tap_passes_small_writes_through_intact():
+    writer = ('import os\n'
+              'for i in range(4000):\n'
+              '    os.write(1, (b"%06d" % i) * 512)\n')
+    sink = Sink()
+    tap = TailTap()
+    run_pipeline([Step([sys.executable, '-c', writer]), tap, Step(['cat'])], sink=sink)
+    expected = b''.join((b'%06d' % i) * 512 for i in range(4000))
+    assert tap.total == sink.n == len(expected)
+    assert sink.h.hexdigest() == hashlib.sha256(expected).hexdigest()
 
 
 def test_stdin_file_and_stdout_file(tmp_path):
