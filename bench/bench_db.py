@@ -22,7 +22,9 @@ for each engine times, in the same run and on the same data:
 - the module process's peak RSS (VmHWM of the Python process, sampled; target < 100 MB whatever the size),
   and the whole process tree's (wait4) for reference.
 
-Every timing is the median of ``--rounds`` runs (default 1). The module runs the way Ansible's module runner
+Every case runs once per round, the cases of an engine in an order rotated from round to round (a slow
+spell of this machine's disk then falls on all of them alike); times are the median of ``--rounds``
+rounds (default 3) and a ratio is the median of the per-round ratios. The module runs the way Ansible's module runner
 does after unpacking (python -m <module> <args.json>), so Python start-up is in its time.
 """
 
@@ -112,10 +114,30 @@ def module(name, args, workdir):
     return r
 
 
-def median_run(fn, rounds):
-    runs = [fn() for dummy in range(rounds)]
-    runs.sort(key=lambda r: r.seconds)
-    return runs[len(runs) // 2]
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def interleaved(cases, rounds):
+    """Run every case once per round, the order rotated from round to round, so that a slow spell of the
+    disk or a neighbour on the host falls on all of them alike instead of on whichever ran as a block.
+    Returns {name: [Run, ...]} in round order."""
+    runs = {name: [] for name, dummy in cases}
+    for r in range(rounds):
+        shift = r % len(cases)
+        for name, fn in cases[shift:] + cases[:shift]:
+            runs[name].append(fn())
+    return runs
+
+
+def pick(runs, module, raw):
+    """The median module run, the median raw run and the per-round ratios (module / raw of the same
+    round): the ratio reported is their median."""
+    mod = sorted(runs[module], key=lambda x: x.seconds)[len(runs[module]) // 2]
+    base = sorted(runs[raw], key=lambda x: x.seconds)[len(runs[raw]) // 2]
+    paired = [m.seconds / r.seconds for m, r in zip(runs[module], runs[raw]) if r.seconds]
+    return mod, base, paired
 
 
 def only_snapshot(root):
@@ -138,13 +160,16 @@ class Report(object):
         self.rows = []
 
     def add(self, engine, what, module_run, raw_run=None, raw_label='', module_bytes=None, raw_bytes=None,
-            target=None):
+            target=None, paired=None):
         row = {'engine': engine, 'what': what, 'module_s': round(module_run.seconds, 2),
                'module_rss_mib': round((module_run.self_rss or 0) / MIB, 1),
                'tree_rss_mib': round(module_run.tree_rss / MIB, 1), 'raw': raw_label, 'target': target}
         if raw_run is not None:
             row['raw_s'] = round(raw_run.seconds, 2)
-            row['ratio'] = round(module_run.seconds / raw_run.seconds, 3) if raw_run.seconds else None
+            row['ratio_of_medians'] = round(module_run.seconds / raw_run.seconds, 3) if raw_run.seconds else None
+            row['ratio'] = round(median(paired), 3) if paired else row['ratio_of_medians']
+            if paired:
+                row['round_ratios'] = [round(x, 3) for x in paired]
         if module_bytes is not None:
             row['module_mib'] = round(module_bytes / MIB, 1)
         if raw_bytes is not None:
@@ -242,27 +267,31 @@ def bench_postgresql(rep, work, args):
         env = dict(os.environ, PGPASSWORD=server.password)
         b = server.bindir
         dsn = '-h %s -p %d -U %s' % (server.host, server.port, server.superuser)
-        root = os.path.join(work, 'pg-snaps')
+        same_root, root = os.path.join(work, 'pg-snaps-same'), os.path.join(work, 'pg-snaps')
 
-        def snap(**kw):
-            shutil.rmtree(root, ignore_errors=True)
-            return module('db_snapshot', dict(conn, snapshot_root=root, space_check=False, **kw), work)
+        def snap(where, **kw):
+            shutil.rmtree(where, ignore_errors=True)
+            return module('db_snapshot', dict(conn, snapshot_root=where, space_check=False, **kw), work)
 
-        raw_same = median_run(lambda: shell('%s/pg_dump %s -Fc -Z0 bench | zstd -q -3 -T0 > %s/raw.dump.zst'
-                                            % (b, dsn, work), env), args.rounds)
-        same = median_run(lambda: snap(table_stats='none'), args.rounds)
+        pg_dump = '%s/pg_dump %s' % (b, dsn)
+        runs = interleaved([
+            ('raw', lambda: shell('%s -Fc -Z0 bench | zstd -q -3 -T0 > %s/raw.dump.zst' % (pg_dump, work), env)),
+            ('raw durable', lambda: shell('%s -Fc -Z0 bench | zstd -q -3 -T0 > %s/raw.dump.zst && sync %s/raw.dump.zst'
+                                          % (pg_dump, work, work), env)),
+            ('same', lambda: snap(same_root, table_stats='none')),
+            ('naive', lambda: shell('%s bench | gzip > %s/naive.sql.gz' % (pg_dump, work), env)),
+            ('default', lambda: snap(root)),
+        ], args.rounds)
+        same, raw_same, paired = pick(runs, 'same', 'raw')
+        raw_bytes = size_of(os.path.join(work, 'raw.dump.zst'))
         rep.add('postgresql', 'snapshot, same settings (custom, zstd -3)', same, raw_same, 'pg_dump -Fc -Z0 | zstd -T0',
-                same.result['bytes'], size_of(os.path.join(work, 'raw.dump.zst')), '<= 1.05x')
-        raw_durable = median_run(lambda: shell('%s/pg_dump %s -Fc -Z0 bench | zstd -q -3 -T0 > %s/raw.dump.zst && '
-                                               'sync %s/raw.dump.zst' % (b, dsn, work, work), env), args.rounds)
+                same.result['bytes'], raw_bytes, '<= 1.05x', paired)
+        same, raw_durable, paired = pick(runs, 'same', 'raw durable')
         rep.add('postgresql', 'snapshot, same settings, raw output fsynced', same, raw_durable,
-                '... | zstd -T0 > f && sync f', same.result['bytes'], size_of(os.path.join(work, 'raw.dump.zst')),
-                '<= 1.05x')
-        naive = median_run(lambda: shell('%s/pg_dump %s bench | gzip > %s/naive.sql.gz' % (b, dsn, work), env),
-                           args.rounds)
-        default = median_run(snap, args.rounds)
+                '... | zstd -T0 > f && sync f', same.result['bytes'], raw_bytes, '<= 1.05x', paired)
+        default, naive, paired = pick(runs, 'default', 'naive')
         rep.add('postgresql', 'snapshot, DEFAULT settings', default, naive, 'pg_dump | gzip', default.result['bytes'],
-                size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger')
+                size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger', paired)
         snap_id = only_snapshot(root)
 
         server.create_database('bench_dir_target')
@@ -273,12 +302,20 @@ def bench_postgresql(rep, work, args):
             server.create_database('bench_dir_target')
             return shell('%s/pg_restore %s -j 2 --no-owner -d bench_dir_target %s/dirdump' % (b, dsn, work), env)
 
-        raw_r = median_run(raw_restore, args.rounds)
         restore_args = dict(conn, database='bench_restored', create=True, snapshot_root=root, snapshot_id=snap_id,
                             terminate_connections=True)
-        restored = median_run(lambda: module('db_restore', restore_args, work), args.rounds)
+        # The same job by hand: replace the database and give the planner its statistics, as db_restore does.
+        raw_job = ('{b}/dropdb {dsn} --if-exists bench_job_target && {b}/createdb {dsn} bench_job_target && '
+                   '{b}/pg_restore {dsn} -j 2 --no-owner -d bench_job_target {work}/dirdump && '
+                   '{b}/vacuumdb {dsn} --analyze-only -j 2 -q -d bench_job_target').format(b=b, dsn=dsn, work=work)
+        runs = interleaved([('raw', raw_restore), ('module', lambda: module('db_restore', restore_args, work)),
+                            ('raw job', lambda: shell(raw_job, env))], args.rounds)
+        restored, raw_r, paired = pick(runs, 'module', 'raw')
         rep.add('postgresql', 'restore of the DEFAULT snapshot', restored, raw_r, 'pg_restore -j 2 (directory dump)',
-                target='no slower (ratio <= 1.0)')
+                target='no slower (ratio <= 1.0)', paired=paired)
+        restored, raw_r, paired = pick(runs, 'module', 'raw job')
+        rep.add('postgresql', 'restore, against the same job by hand', restored, raw_r,
+                'dropdb+createdb+pg_restore -j 2+vacuumdb -Z -j 2', target='(reference)', paired=paired)
     finally:
         server.destroy()
 
@@ -295,28 +332,31 @@ def bench_mysql(rep, work, args):
                 server.user, server.password.replace('\\', '\\\\').replace('"', '\\"'), server.host, server.port))
         os.chmod(cnf, 0o600)
         flags = '--single-transaction --routines --triggers --events --hex-blob --quick'
-        root = os.path.join(work, 'my-snaps')
+        same_root, root = os.path.join(work, 'my-snaps-same'), os.path.join(work, 'my-snaps')
 
-        def snap(**kw):
-            shutil.rmtree(root, ignore_errors=True)
-            return module('db_snapshot', dict(conn, snapshot_root=root, space_check=False, **kw), work)
+        def snap(where, **kw):
+            shutil.rmtree(where, ignore_errors=True)
+            return module('db_snapshot', dict(conn, snapshot_root=where, space_check=False, **kw), work)
 
-        raw_same = median_run(lambda: shell('mariadb-dump --defaults-extra-file=%s %s bench | zstd -q -3 -T0 > %s/raw.sql.zst'
-                                            % (cnf, flags, work)), args.rounds)
-        same = median_run(lambda: snap(table_stats='none'), args.rounds)
+        dump = 'mariadb-dump --defaults-extra-file=%s' % cnf
+        runs = interleaved([
+            ('raw', lambda: shell('%s %s bench | zstd -q -3 -T0 > %s/raw.sql.zst' % (dump, flags, work))),
+            ('raw durable', lambda: shell('%s %s bench | zstd -q -3 -T0 > %s/raw.sql.zst && sync %s/raw.sql.zst'
+                                          % (dump, flags, work, work))),
+            ('same', lambda: snap(same_root, table_stats='none')),
+            ('naive', lambda: shell('%s bench | gzip > %s/naive.sql.gz' % (dump, work))),
+            ('default', lambda: snap(root)),
+        ], args.rounds)
+        same, raw_same, paired = pick(runs, 'same', 'raw')
+        raw_bytes = size_of(os.path.join(work, 'raw.sql.zst'))
         rep.add('mysql', 'snapshot, same settings (zstd -3)', same, raw_same, 'mariadb-dump | zstd -T0',
-                same.result['bytes'], size_of(os.path.join(work, 'raw.sql.zst')), '<= 1.05x')
-        raw_durable = median_run(lambda: shell('mariadb-dump --defaults-extra-file=%s %s bench | zstd -q -3 -T0 > '
-                                               '%s/raw.sql.zst && sync %s/raw.sql.zst' % (cnf, flags, work, work)),
-                                 args.rounds)
+                same.result['bytes'], raw_bytes, '<= 1.05x', paired)
+        same, raw_durable, paired = pick(runs, 'same', 'raw durable')
         rep.add('mysql', 'snapshot, same settings, raw output fsynced', same, raw_durable,
-                '... | zstd -T0 > f && sync f', same.result['bytes'], size_of(os.path.join(work, 'raw.sql.zst')),
-                '<= 1.05x')
-        naive = median_run(lambda: shell('mariadb-dump --defaults-extra-file=%s bench | gzip > %s/naive.sql.gz'
-                                         % (cnf, work)), args.rounds)
-        default = median_run(snap, args.rounds)
+                '... | zstd -T0 > f && sync f', same.result['bytes'], raw_bytes, '<= 1.05x', paired)
+        default, naive, paired = pick(runs, 'default', 'naive')
         rep.add('mysql', 'snapshot, DEFAULT settings', default, naive, 'mariadb-dump | gzip', default.result['bytes'],
-                size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger')
+                size_of(os.path.join(work, 'naive.sql.gz')), '>= 3x faster (ratio <= 0.33), no larger', paired)
         snap_id = only_snapshot(root)
 
         def raw_restore():
@@ -324,10 +364,12 @@ def bench_mysql(rep, work, args):
             server.create_database('bench_raw_target')
             return shell('zstd -q -dc %s/raw.sql.zst | mariadb --defaults-extra-file=%s bench_raw_target' % (work, cnf))
 
-        raw_r = median_run(raw_restore, args.rounds)
         restore_args = dict(conn, database='bench_restored', create=True, snapshot_root=root, snapshot_id=snap_id)
-        restored = median_run(lambda: module('db_restore', restore_args, work), args.rounds)
-        rep.add('mysql', 'restore of the DEFAULT snapshot', restored, raw_r, 'zstd -dc | mariadb', target='about 1x')
+        runs = interleaved([('raw', raw_restore), ('module', lambda: module('db_restore', restore_args, work))],
+                           args.rounds)
+        restored, raw_r, paired = pick(runs, 'module', 'raw')
+        rep.add('mysql', 'restore of the DEFAULT snapshot', restored, raw_r, 'zstd -dc | mariadb', target='about 1x',
+                paired=paired)
     finally:
         server.destroy()
 
@@ -336,40 +378,47 @@ def bench_sqlite(rep, work, args):
     db = os.path.join(work, 'bench.sqlite3')
     size = sqlite_generate(db, args.sqlite_mib)
     print('sqlite: database of %.0f MiB' % (size / MIB), flush=True)
-    root = os.path.join(work, 'sq-snaps')
+    same_root, root = os.path.join(work, 'sq-snaps-same'), os.path.join(work, 'sq-snaps')
     conn = dict(engine='sqlite', database=db)
 
-    def snap(**kw):
-        shutil.rmtree(root, ignore_errors=True)
-        return module('db_snapshot', dict(conn, snapshot_root=root, space_check=False, **kw), work)
+    def snap(where, **kw):
+        shutil.rmtree(where, ignore_errors=True)
+        return module('db_snapshot', dict(conn, snapshot_root=where, space_check=False, **kw), work)
 
-    copy = os.path.join(work, 'raw-copy.sqlite3')
-
-    def raw_backup(then=''):
-        if os.path.exists(copy):
-            os.unlink(copy)
+    def raw_backup(copy, then=''):
+        for stale in (copy, copy + '.gz'):
+            if os.path.exists(stale):
+                os.unlink(stale)
         return shell("sqlite3 %s \".backup '%s'\" && sqlite3 %s 'PRAGMA integrity_check' >/dev/null %s"
                      % (db, copy, copy, then))
 
-    raw_same = median_run(raw_backup, args.rounds)
-    same = median_run(lambda: snap(table_stats='none', compression='none'), args.rounds)
+    copy, naive_copy = os.path.join(work, 'raw-copy.sqlite3'), os.path.join(work, 'naive-copy.sqlite3')
+    runs = interleaved([
+        ('raw', lambda: raw_backup(copy)),
+        ('raw durable', lambda: raw_backup(copy, '&& sync %s' % copy)),
+        ('same', lambda: snap(same_root, table_stats='none', compression='none')),
+        ('naive', lambda: raw_backup(naive_copy, '&& gzip -f %s' % naive_copy)),
+        ('default', lambda: snap(root)),
+    ], args.rounds)
+    same, raw_same, paired = pick(runs, 'same', 'raw')
     rep.add('sqlite', 'snapshot, same settings (copy + integrity_check)', same, raw_same,
-            'sqlite3 .backup + integrity_check', same.result['bytes'], size_of(copy), '<= 1.05x')
-    raw_durable = median_run(lambda: raw_backup('&& sync %s' % copy), args.rounds)
+            'sqlite3 .backup + integrity_check', same.result['bytes'], size_of(copy), '<= 1.05x', paired)
+    same, raw_durable, paired = pick(runs, 'same', 'raw durable')
     rep.add('sqlite', 'snapshot, same settings, raw copy fsynced', same, raw_durable,
-            '... && sync copy', same.result['bytes'], size_of(copy), '<= 1.05x')
-    naive = median_run(lambda: raw_backup('&& gzip -f %s' % copy), args.rounds)
-    default = median_run(snap, args.rounds)
+            '... && sync copy', same.result['bytes'], size_of(copy), '<= 1.05x', paired)
+    default, naive, paired = pick(runs, 'default', 'naive')
     rep.add('sqlite', 'snapshot, DEFAULT settings', default, naive, '.backup + integrity_check | gzip',
-            default.result['bytes'], size_of(copy + '.gz'), 'faster than gzip, no larger')
+            default.result['bytes'], size_of(naive_copy + '.gz'), 'faster than gzip, no larger', paired)
     snap_id = only_snapshot(root)
     target = os.path.join(work, 'restored.sqlite3')
-    raw_r = median_run(lambda: shell('zstd -q -dc %s/%s/database/database.sqlite3.zst > %s.raw'
-                                     % (root, snap_id, target)), args.rounds)
-    restored = median_run(lambda: module('db_restore', dict(conn, database=target, create=True, snapshot_root=root,
-                                                            snapshot_id=snap_id), work), args.rounds)
+    runs = interleaved([
+        ('raw', lambda: shell('zstd -q -f -dc %s/%s/database/database.sqlite3.zst > %s.raw' % (root, snap_id, target))),
+        ('module', lambda: module('db_restore', dict(conn, database=target, create=True, snapshot_root=root,
+                                                     snapshot_id=snap_id), work)),
+    ], args.rounds)
+    restored, raw_r, paired = pick(runs, 'module', 'raw')
     rep.add('sqlite', 'restore of the DEFAULT snapshot', restored, raw_r, 'zstd -dc > file',
-            target='verify + decompress + integrity_check + rename')
+            target='verify + decompress + integrity_check + rename', paired=paired)
 
 
 def main():
@@ -378,7 +427,7 @@ def main():
     p.add_argument('--pg-mib', type=int, default=1024)
     p.add_argument('--my-mib', type=int, default=512)
     p.add_argument('--sqlite-mib', type=int, default=1024)
-    p.add_argument('--rounds', type=int, default=1)
+    p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--workdir', default='/var/tmp')
     p.add_argument('--json', help='also write the rows as JSON to this file')
     args = p.parse_args()
