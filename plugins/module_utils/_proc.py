@@ -19,6 +19,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -194,8 +195,10 @@ PIPE_BYTES = 1024 * 1024
 # once, so a fast writer is never held back by more than one pause per MiB.
 SETTLE_SECONDS = 0.001
 SHORT_READ = CHUNK // 4
-_F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031) if fcntl is not None else None
-_F_GETPIPE_SZ = getattr(fcntl, 'F_GETPIPE_SZ', 1032) if fcntl is not None else None
+# Linux's fcntl commands (named in Python >= 3.10); other systems have no such call.
+_LINUX = fcntl is not None and sys.platform.startswith('linux')
+_F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031) if _LINUX else None
+_F_GETPIPE_SZ = getattr(fcntl, 'F_GETPIPE_SZ', 1032) if _LINUX else None
 
 
 def _widen_pipe(f):
