@@ -22,7 +22,7 @@ for each engine times, in the same run and on the same data:
 - the module process's peak RSS (VmHWM of the Python process, sampled; target < 100 MB whatever the size),
   and the whole process tree's (wait4) for reference.
 
-Every case runs once per round, the cases of an engine in an order rotated from round to round (a slow
+Every case runs once per round, the cases of an engine in an order shuffled from round to round (a slow
 spell of this machine's disk then falls on all of them alike); times are the median of ``--rounds``
 rounds (default 3) and a ratio is the median of the per-round ratios. The module runs the way Ansible's module runner
 does after unpacking (python -m <module> <args.json>), so Python start-up is in its time.
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -120,13 +121,14 @@ def median(values):
 
 
 def interleaved(cases, rounds):
-    """Run every case once per round, the order rotated from round to round, so that a slow spell of the
-    disk or a neighbour on the host falls on all of them alike instead of on whichever ran as a block.
+    """Run every case once per round, in an order shuffled from round to round (seeded: the same for every
+    run of the script), so that a slow spell of the disk or a neighbour on the host falls on all of them
+    alike instead of on whichever ran as a block, and no case always follows the same other one.
     Returns {name: [Run, ...]} in round order."""
     runs = {name: [] for name, dummy in cases}
-    for r in range(rounds):
-        shift = r % len(cases)
-        for name, fn in cases[shift:] + cases[:shift]:
+    order = random.Random(len(cases))
+    for dummy in range(rounds):
+        for name, fn in order.sample(cases, len(cases)):
             runs[name].append(fn())
     return runs
 

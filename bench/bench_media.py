@@ -26,7 +26,8 @@ Python start-up, ``rsync --version``, the copy (watched by the free-space guard)
 of every file), the fsync of the snapshot and the manifest. Plain ``rsync`` fsyncs nothing, so a second
 baseline, ``rsync`` followed by ``sync -f`` on the file system, is printed too. Before every timed run
 the previous run's dirty pages are written back, untimed. Page cache is left as it is (the source was
-just written, so every run reads it warm). Every figure is the median of ``--rounds`` (3) runs.
+just written, so every run reads it warm). Every figure is the median of ``--rounds`` (3) runs; a ratio
+module/rsync is the median of the per-round ratios (each round times rsync, then the module).
 
 Targets (issue 4): full and incremental time <= 1.1x rsync; extra disk <= 1.1x the changed bytes.
 """
@@ -155,6 +156,8 @@ def main():
         def rounds(step):
             """Run ``step`` --rounds times; the median of each figure, and the last run's results."""
             runs = [step() for dummy in range(a.rounds)]
+            fig.setdefault('round_ratios', {}).update(
+                (k, [round(r[k], 3) for r in runs]) for k in runs[0] if k.startswith('ratio_'))
             return dict((k, median([r[k] for r in runs]) if isinstance(runs[0][k], (int, float)) else runs[-1][k])
                         for k in runs[0])
 
@@ -165,7 +168,8 @@ def main():
             sync_s = timed(['sync', '-f', work], flush_first=False)[0]
             m_s, m_rss, res = run_module(args, work)
             return dict(rsync_full_s=r_s, rsync_full_rss=r_rss, rsync_full_sync_s=r_s + sync_s, module_full_s=m_s,
-                        module_full_rss=m_rss, module_full_inner_s=res['seconds'], result=res)
+                        module_full_rss=m_rss, module_full_inner_s=res['seconds'], result=res,
+                        ratio_full=m_s / r_s, ratio_full_sync=m_s / (r_s + sync_s))
 
         def incr_round():
             shutil.rmtree(base + '/incr', ignore_errors=True)
@@ -183,7 +187,8 @@ def main():
             assert res['trees'][0]['link_dest']['snapshot_id'] == r1['snapshot_id']
             return dict(rsync_incr_s=r_s, rsync_incr_rss=r_rss, rsync_incr_sync_s=r_s + sync_s,
                         rsync_incr_same_s=same_s, module_incr_s=m_s,
-                        module_incr_rss=m_rss, module_incr_inner_s=res['seconds'], result=res)
+                        module_incr_rss=m_rss, module_incr_inner_s=res['seconds'], result=res,
+                        ratio_incr=m_s / r_s, ratio_incr_same=m_s / same_s)
 
         # 1. full
         full = rounds(full_round)
@@ -220,10 +225,10 @@ def main():
     for k, label in (('full', 'full'), ('incr', 'incremental')):
         m, r, rs = fig['module_%s_s' % k], fig['rsync_%s_s' % k], fig['rsync_%s_sync_s' % k]
         print('%-12s %9.2f %13.2f %10.2f %12.2fx %12.2fx %16.2fx %15.2f' % (
-            label, r, rs, m, ratio(m, r), ratio(m, rs), ratio(m - fig['startup_s'], r), fig['module_%s_inner_s' % k]))
+            label, r, rs, m, fig['ratio_%s' % k], ratio(m, rs), ratio(m - fig['startup_s'], r),
+            fig['module_%s_inner_s' % k]))
     print('%-12s %9.2f %13s %10.2f %12.2fx %13s %16.2fx   (rsync --link-dest to the module\'s previous tree)' % (
-        'incr, same', fig['rsync_incr_same_s'], '', fig['module_incr_s'],
-        ratio(fig['module_incr_s'], fig['rsync_incr_same_s']), '',
+        'incr, same', fig['rsync_incr_same_s'], '', fig['module_incr_s'], fig['ratio_incr_same'], '',
         ratio(fig['module_incr_s'] - fig['startup_s'], fig['rsync_incr_same_s'])))
     print('(module s: the whole task; Ansible module start-up alone (import AnsibleModule) took %.2f s; copy+record s: '
           'the copy, census, checksums, fsync and manifest, as the module reports it)' % fig['startup_s'])
@@ -233,9 +238,8 @@ def main():
                                fig['module_extra_disk'] / 2 ** 20, ratio(fig['module_extra_disk'], fig['changed_bytes'])))
     print('peak RSS: rsync full %.0f MiB, module full %.0f MiB, module incremental %.0f MiB (module process tree)'
           % (fig['rsync_full_rss'] / 2 ** 20, fig['module_full_rss'] / 2 ** 20, fig['module_incr_rss'] / 2 ** 20))
-    fig['ratio_full'] = ratio(fig['module_full_s'], fig['rsync_full_s'])
-    fig['ratio_incr'] = ratio(fig['module_incr_s'], fig['rsync_incr_s'])
-    fig['ratio_incr_same'] = ratio(fig['module_incr_s'], fig['rsync_incr_same_s'])
+    # fig['ratio_*'] (full, full_sync, incr, incr_same) are medians of the per-round ratios, module and rsync
+    # timed one after the other in the same round.
     fig['ratio_extra_disk'] = ratio(fig['module_extra_disk'], fig['changed_bytes'])
     print('targets: full %s, incremental %s against its own copy, %s with the same inputs (<= 1.1x rsync); '
           'extra disk %s (<= 1.1x changed bytes)' % (

@@ -38,7 +38,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_load imp
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_stats import (
     CHECKSUM_ALGORITHM, analyze_targets, collect)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
-    Step, TailTap, ToolError, run_pipeline)
+    CountingTap, Step, TailTap, ToolError, run_pipeline)
 
 DUMP_NAMES = {'custom': 'database.dump', 'plain': 'database.sql', 'directory': 'database.dir'}
 PLAIN_FOOTER = b'-- PostgreSQL database dump complete'
@@ -336,7 +336,7 @@ class PostgreSQLEngine(Engine):
         """custom and plain: pg_dump -Z 0 | compressor -> hashing sink."""
         argv = argv + ['-Z', '0']
         dump = Step(argv, env=self.pg.tool_env(), error_patterns=PG_DUMP_ERRORS, name='pg_dump')
-        tap = FooterTap() if fmt == 'plain' else TailTap(size=16)  # counts the uncompressed bytes
+        tap = FooterTap() if fmt == 'plain' else CountingTap()  # counts the uncompressed bytes
         items = [dump, tap]
         chain, suffix = output_chain(dict(opts, compression=compression, compression_level=level))
         items += chain

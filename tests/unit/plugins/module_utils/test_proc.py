@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -122,6 +123,39 @@ def test_pipeline_with_a_tap_passes_small_writes_through_intact():
     expected = b''.join((b'%06d' % i) * 512 for i in range(4000))
     assert tap.total == sink.n == len(expected)
     assert sink.h.hexdigest() == hashlib.sha256(expected).hexdigest()
+
+
+@pytest.mark.parametrize('how', ['splice', 'copy', 'splice refused'])
+def test_a_counting_tap_between_steps_counts_and_passes_everything(monkeypatch, how):
+    # Between two steps a CountingTap's stream is moved with splice(2) where it can be (Linux), copied
+    # through Python where it cannot; either way every byte arrives, in order, and is counted.
+    if how == 'copy':
+        monkeypatch.setattr(_proc, '_SPLICE', None)
+    elif how == 'splice refused':
+        def refuse(*args):
+            raise OSError(errno.EINVAL, 'Invalid argument')
+        monkeypatch.setattr(_proc, '_SPLICE', refuse)
+    elif _proc._SPLICE is None:
+        pytest.skip('no splice(2) here')
+    calls = []
+    if how == 'splice':
+        real = _proc._SPLICE
+
+        def counted(*args):
+            calls.append(1)
+            return real(*args)
+        monkeypatch.setattr(_proc, '_SPLICE', counted)
+    writer = ('import os\n'
+              'for i in range(3000):\n'
+              '    os.write(1, (b"%06d" % i) * 700)\n')
+    expected = b''.join((b'%06d' % i) * 700 for i in range(3000))
+    tap = _proc.CountingTap()
+    sink = Sink()
+    run_pipeline([Step([sys.executable, '-c', writer]), tap, Step(['gzip', '-1', '-c']), Step(['gzip', '-d', '-c'])],
+                 sink=sink)
+    assert tap.total == sink.n == len(expected)
+    assert sink.h.hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert bool(calls) == (how == 'splice')
 
 
 def test_stdin_file_and_stdout_file(tmp_path):
