@@ -188,7 +188,7 @@ def main():
             return dict(rsync_incr_s=r_s, rsync_incr_rss=r_rss, rsync_incr_sync_s=r_s + sync_s,
                         rsync_incr_same_s=same_s, module_incr_s=m_s,
                         module_incr_rss=m_rss, module_incr_inner_s=res['seconds'], result=res,
-                        ratio_incr=m_s / r_s, ratio_incr_same=m_s / same_s)
+                        ratio_incr=m_s / r_s, ratio_incr_sync=m_s / (r_s + sync_s), ratio_incr_same=m_s / same_s)
 
         # 1. full
         full = rounds(full_round)
@@ -225,7 +225,7 @@ def main():
     for k, label in (('full', 'full'), ('incr', 'incremental')):
         m, r, rs = fig['module_%s_s' % k], fig['rsync_%s_s' % k], fig['rsync_%s_sync_s' % k]
         print('%-12s %9.2f %13.2f %10.2f %12.2fx %12.2fx %16.2fx %15.2f' % (
-            label, r, rs, m, fig['ratio_%s' % k], ratio(m, rs), ratio(m - fig['startup_s'], r),
+            label, r, rs, m, fig['ratio_%s' % k], fig['ratio_%s_sync' % k], ratio(m - fig['startup_s'], r),
             fig['module_%s_inner_s' % k]))
     print('%-12s %9.2f %13s %10.2f %12.2fx %13s %16.2fx   (rsync --link-dest to the module\'s previous tree)' % (
         'incr, same', fig['rsync_incr_same_s'], '', fig['module_incr_s'], fig['ratio_incr_same'], '',
@@ -238,7 +238,7 @@ def main():
                                fig['module_extra_disk'] / 2 ** 20, ratio(fig['module_extra_disk'], fig['changed_bytes'])))
     print('peak RSS: rsync full %.0f MiB, module full %.0f MiB, module incremental %.0f MiB (module process tree)'
           % (fig['rsync_full_rss'] / 2 ** 20, fig['module_full_rss'] / 2 ** 20, fig['module_incr_rss'] / 2 ** 20))
-    # fig['ratio_*'] (full, full_sync, incr, incr_same) are medians of the per-round ratios, module and rsync
+    # fig['ratio_*'] (full, full_sync, incr, incr_sync, incr_same) are medians of the per-round ratios, module and rsync
     # timed one after the other in the same round.
     fig['ratio_extra_disk'] = ratio(fig['module_extra_disk'], fig['changed_bytes'])
     print('targets: full %s, incremental %s against its own copy, %s with the same inputs (<= 1.1x rsync); '

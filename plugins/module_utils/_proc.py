@@ -91,6 +91,8 @@ class Step(object):
 class Tap(object):
     """Sits between two steps: Python pumps the stream through and lets ``observe`` see each chunk."""
 
+    opaque = False  # True: the tap only needs the byte count (``count``), never the bytes
+
     def observe(self, chunk):
         raise NotImplementedError
 
@@ -131,7 +133,10 @@ class CountingTap(Tap):
         self.total = 0
 
     def observe(self, chunk):
-        self.total += len(chunk)
+        self.count(len(chunk))
+
+    def count(self, n):
+        self.total += n
 
 
 class _StderrReader(threading.Thread):
@@ -166,7 +171,7 @@ class _Pump(threading.Thread):
 
     def run(self):
         try:
-            if getattr(self.tap, 'opaque', False) and self._splice():
+            if self.tap.opaque and self._splice():
                 return
             while True:
                 chunk = self.src.read()
@@ -194,10 +199,10 @@ class _Pump(threading.Thread):
         available or refused, and the caller copies instead."""
         if _SPLICE is None:
             return False
-        src, dst, moved = self.src.fd, self.dst.fileno(), False
+        dst, moved = self.dst.fileno(), False
         while True:
             try:
-                n = _SPLICE(src, dst, CHUNK)
+                n = self.src.splice_into(dst)
             except OSError as e:
                 if not moved and e.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
                     return False
@@ -205,9 +210,7 @@ class _Pump(threading.Thread):
             if not n:
                 return True
             moved = True
-            self.tap.total += n
-            if self.src.pause and n < SHORT_READ:
-                time.sleep(self.src.pause)
+            self.tap.count(n)
 
 
 class PipelineResult(object):
@@ -234,8 +237,8 @@ SHORT_READ = CHUNK // 4
 # Linux's fcntl commands (named in Python >= 3.10); other systems have no such call.
 _LINUX = fcntl is not None and sys.platform.startswith('linux')
 _F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031) if _LINUX else None
-_SPLICE = getattr(os, 'splice', None) if _LINUX else None  # Python >= 3.10
 _F_GETPIPE_SZ = getattr(fcntl, 'F_GETPIPE_SZ', 1032) if _LINUX else None
+_SPLICE = getattr(os, 'splice', None) if _LINUX else None  # Python >= 3.10
 
 
 def _widen_pipe(f):
@@ -259,15 +262,22 @@ class _PipeReader(object):
         self.f = f
         self.fd = f.fileno()
         self.pause = SETTLE_SECONDS if wide else 0
-        self.buf = bytearray(CHUNK)
-        self.view = memoryview(self.buf)
+        self.buf = None  # most readers only hand their descriptor to the next step: no buffer for those
 
     def read(self):
         """The next chunk as a memoryview (valid until the next call); empty at the end of the stream."""
-        n = os.readv(self.fd, [self.buf])
+        if self.buf is None:
+            self.buf = memoryview(bytearray(CHUNK))
+        return self.buf[:self._settle(os.readv(self.fd, [self.buf]))]
+
+    def splice_into(self, fd):
+        """Move the next chunk into the pipe ``fd`` with splice(2); its size, 0 at the end of the stream."""
+        return self._settle(_SPLICE(self.fd, fd, CHUNK))
+
+    def _settle(self, n):
         if self.pause and 0 < n < SHORT_READ:
             time.sleep(self.pause)
-        return self.view[:n]
+        return n
 
     def fileno(self):
         return self.fd
