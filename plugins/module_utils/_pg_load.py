@@ -29,6 +29,7 @@ import tempfile
 import threading
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import input_chain
+from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_archive import BlockScan, add_data_offsets
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import dbname_option
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, display, run_pipeline
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import free_bytes
@@ -212,14 +213,22 @@ class PgLoader(object):
 
             worker = threading.Thread(target=pre_data, daemon=True)
             worker.start()
+            scan = BlockScan(plain) if meta['format'] == 'custom' else None
+            if scan:
+                scan.start()
             try:
                 reader = self.chain(meta, opts)
                 self.record(' | '.join(display(s.argv) for s in reader) + ' < %s > %s' % (source, plain))
                 run_pipeline(reader, stdin_path=source, stdout_path=plain, timeout=opts.get('timeout'))
             finally:
                 worker.join()
+                block_starts = scan.stop() if scan else None
             if errors:
                 raise errors[0]
+            if scan:
+                written, why = add_data_offsets(plain, block_starts)
+                self.record('data offsets for the parallel workers: %s' % (
+                    'written for %d tables' % written if written else 'not written (%s)' % why))
             self._restore(meta, plain, database, role, opts, jobs, toc, sections=('data', 'post-data'),
                           plain_file=True)
         finally:

@@ -54,9 +54,10 @@ options:
       - Parallel C(pg_restore) workers (PostgreSQL custom and directory formats, O(pg_clean=recreate)).
       - C(pg_restore) reads a pipe only with one worker, so a compressed custom dump is first decompressed into
         a private temporary file under O(snapshot_root) (removed afterwards); this costs one fast C(zstd -d)
-        pass and the uncompressed size in free space, and restores about as fast as C(pg_restore -j) from a
-        directory dump (see docs/engines/postgresql.md). Without room for it, or with O(jobs=1), the dump is
-        streamed into a single C(pg_restore).
+        pass and the uncompressed size in free space (see docs/engines/postgresql.md). That file is given the
+        data offsets C(pg_dump) cannot write into a pipe, so the workers seek straight to each table and start
+        the largest first. Without room for it, or with O(jobs=1), the dump is streamed into a single
+        C(pg_restore).
       - Not used for loading by O(pg_clean=schemas) or plain dumps, which restore in one transaction.
       - After loading, PostgreSQL runs C(ANALYZE) and reads the table statistics O(verify_tables) compares on
         this many connections at once, whatever the format.

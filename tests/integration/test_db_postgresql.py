@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 import psycopg
 import pytest
 
+from ansible_collections.djangoops.maintenance.plugins.module_utils import _pg_archive as pg_archive
 from conftest import unique_name
 from support.modules import run_module
 from support.pg_data import content_digest, databases, make_shop, mutate, schema_dump, sequences
@@ -119,6 +121,8 @@ def test_restore_into_another_database(pg_server, shop, snapshot_root, extra_db)
     restores = [c for c in res['commands'] if 'pg_restore' in c]
     assert any('--section=pre-data' in c for c in restores)
     assert any('--jobs=2 --section=data --section=post-data' in c for c in restores), restores
+    # with the offsets pg_dump could not write into the pipe (six tables with data)
+    assert 'data offsets for the parallel workers: written for 6 tables' in res['commands'], res['commands']
     assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
     assert schema_dump(pg_server, extra_db) == schema_dump(pg_server, shop)
     # planner statistics for every table, read on two connections together with the checksums
@@ -132,6 +136,69 @@ def test_restore_into_another_database(pg_server, shop, snapshot_root, extra_db)
     res = restore(pg_server, extra_db, snapshot_root, snapshot_id=r['snapshot_id'])
     assert not res.failed, res
     assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+
+
+def _pg_dump_twice(server, database, tmp_path):
+    """The same database dumped by pg_dump into a file (it seeks back and writes the data offsets) and into
+    a pipe (it cannot)."""
+    env = dict(os.environ, PGPASSFILE=_passfile(server, str(tmp_path / 'pw')))
+    argv = [os.path.join(server.bindir, 'pg_dump'), '-Fc', '-Z0', '-h', server.host, '-p', str(server.port),
+            '-U', server.superuser, database]
+    into_file, into_pipe = str(tmp_path / 'file.dump'), str(tmp_path / 'pipe.dump')
+    subprocess.run(argv + ['-f', into_file], env=env, check=True)
+    with open(into_pipe, 'wb') as out:
+        p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE)
+        shutil.copyfileobj(p.stdout, out)
+        assert p.wait() == 0
+    return into_file, into_pipe, env
+
+
+def test_a_piped_dump_gets_the_data_offsets_pg_dump_writes_into_a_file(pg_server, shop, tmp_path, extra_db):
+    into_file, into_pipe, env = _pg_dump_twice(pg_server, shop, tmp_path)
+    with open(into_file, 'rb') as f:
+        by_pg_dump = pg_archive.read_toc(f)
+    with open(into_pipe, 'rb') as f:
+        before = pg_archive.read_toc(f)
+    tables = [e.dump_id for e in by_pg_dump.data_entries]
+    assert len(tables) == 6 and all(e.offset_flag == pg_archive.OFFSET_SET for e in by_pg_dump.data_entries)
+    assert [e.offset_flag for e in before.data_entries] == [pg_archive.OFFSET_NOT_SET] * 6
+    assert pg_archive.add_data_offsets(into_pipe) == (6, None)
+    with open(into_pipe, 'rb') as f:
+        after = pg_archive.read_toc(f)
+    assert [(e.dump_id, e.offset_flag, e.offset) for e in after.entries] == \
+        [(e.dump_id, e.offset_flag, e.offset) for e in by_pg_dump.entries]
+    # the two files now differ only in the header's creation time
+    a, b = open(into_file, 'rb').read(), open(into_pipe, 'rb').read()
+    assert len(a) == len(b) and all(a[n] == b[n] for n in range(64, len(a)))
+    # and pg_restore uses them
+    pg_server.create_database(extra_db)
+    subprocess.run([os.path.join(pg_server.bindir, 'pg_restore'), '--jobs=2', '--exit-on-error', '--no-owner',
+                    '-h', pg_server.host, '-p', str(pg_server.port), '-U', pg_server.superuser, '-d', extra_db,
+                    into_pipe], env=env, check=True)
+    assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+
+
+def test_a_dump_with_large_objects_restores_without_offsets(pg_server, shop, tmp_path, snapshot_root):
+    # binary data holding the very bytes the block search looks for
+    with pg_server.connect(shop) as con:
+        oid = con.execute("SELECT lo_from_bytea(0, '\\x0000000000010000000d30'::bytea || "
+                          "decode(repeat('00', 5000), 'hex'))").fetchone()[0]
+    _, into_pipe, _ = _pg_dump_twice(pg_server, shop, tmp_path)
+    unchanged = open(into_pipe, 'rb').read()
+    assert pg_archive.add_data_offsets(into_pipe) == (0, 'the archive holds BLOBS')
+    assert open(into_pipe, 'rb').read() == unchanged
+    r = snap(pg_server, shop, snapshot_root)
+    assert not r.failed, r
+    before = content_digest(pg_server, shop)
+    with pg_server.connect(shop) as con:
+        con.execute('SELECT lo_unlink(%s)' % oid)
+    mutate(pg_server, shop)
+    res = restore(pg_server, shop, snapshot_root, jobs=2)
+    assert not res.failed, res
+    assert 'data offsets for the parallel workers: not written (the archive holds BLOBS)' in res['commands']
+    assert content_digest(pg_server, shop) == before
+    with pg_server.connect(shop) as con:
+        assert bytes(con.execute('SELECT lo_get(%s)' % oid).fetchone()[0])[:11] == bytes.fromhex('0000000000010000000d30')
 
 
 @pytest.mark.parametrize('jobs', [1, 2])
