@@ -43,8 +43,8 @@ _ID_BYTES = 4
 _SCAN_CHUNK = 1024 * 1024
 
 
-class ArchiveFormatError(Exception):
-    pass
+class UnknownLayout(Exception):
+    """Not an archive this reader can vouch for: a reason to leave it as it is, never a failure."""
 
 
 class TocEntry(object):
@@ -79,7 +79,7 @@ class _Reader(object):
     def take(self, n):
         data = self.f.read(n)
         if len(data) != n:
-            raise ArchiveFormatError('the archive ends inside its table of contents (at byte %d)' % self.pos)
+            raise UnknownLayout('the archive ends inside its table of contents (at byte %d)' % self.pos)
         self.pos += n
         return data
 
@@ -102,16 +102,16 @@ def read_toc(f):
     """The header and table of contents of a custom-format archive open at its start."""
     r = _Reader(f)
     if r.take(5) != MAGIC:
-        raise ArchiveFormatError('not a PostgreSQL custom-format archive')
+        raise UnknownLayout('not a PostgreSQL custom-format archive')
     version = (r.byte(), r.byte())
     r.byte()  # revision
     if not OLDEST <= version <= NEWEST:
-        raise ArchiveFormatError('archive version %d.%d is not one this reader knows' % version)
+        raise UnknownLayout('archive version %d.%d is not one this reader knows' % version)
     r.int_size = r.byte()
     off_size = r.byte()
     fmt = r.byte()
     if fmt != FORMAT_CUSTOM:
-        raise ArchiveFormatError('archive format %d is not the custom format' % fmt)
+        raise UnknownLayout('archive format %d is not the custom format' % fmt)
     if version >= (1, 15):
         compressed = r.byte() != 0  # compression algorithm, 0 = none
     else:
@@ -222,7 +222,7 @@ def add_data_offsets(path, block_starts=None):
         for e in toc.data_entries:
             os.pwrite(fd, bytes([OFFSET_SET]) + offsets[e.dump_id].to_bytes(toc.off_size, 'little'), e.offset_at)
         return len(offsets), None
-    except ArchiveFormatError as e:
+    except UnknownLayout as e:
         return 0, str(e)
     finally:
         os.close(fd)
