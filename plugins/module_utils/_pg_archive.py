@@ -116,13 +116,13 @@ def read_toc(f):
         compressed = r.byte() != 0  # compression algorithm, 0 = none
     else:
         compressed = r.int() != 0  # zlib level, 0 = none
-    for _ in range(7):  # creation time
+    for dummy in range(7):  # creation time
         r.int()
     r.str()  # database name
     r.str()  # server version
     r.str()  # pg_dump version
     entries = []
-    for _ in range(r.int()):
+    for dummy in range(r.int()):
         dump_id = r.int()
         had_dumper = r.int() != 0
         r.str()  # table oid
@@ -130,7 +130,7 @@ def read_toc(f):
         tag = r.str()
         desc = r.str()
         section = r.int()
-        for _ in range(6 if version >= (1, 14) else 5):  # defn, dropStmt, copyStmt, namespace, tablespace,
+        for dummy in range(6 if version >= (1, 14) else 5):  # defn, dropStmt, copyStmt, namespace, tablespace,
             r.str()                                       # and since 1.14 tableam
         if version >= (1, 16):
             r.int()  # relkind

@@ -183,7 +183,7 @@ def test_a_dump_with_large_objects_restores_without_offsets(pg_server, shop, tmp
     with pg_server.connect(shop) as con:
         oid = con.execute("SELECT lo_from_bytea(0, '\\x0000000000010000000d30'::bytea || "
                           "decode(repeat('00', 5000), 'hex'))").fetchone()[0]
-    _, into_pipe, _ = _pg_dump_twice(pg_server, shop, tmp_path)
+    into_pipe = _pg_dump_twice(pg_server, shop, tmp_path)[1]
     unchanged = open(into_pipe, 'rb').read()
     assert pg_archive.add_data_offsets(into_pipe) == (0, 'the archive holds BLOBS')
     assert open(into_pipe, 'rb').read() == unchanged

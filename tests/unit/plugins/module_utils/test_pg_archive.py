@@ -118,9 +118,8 @@ def test_block_starts_cut_by_any_read_are_found_once():
     (dict(blocks=[]), 'no data after the table of contents'),
 ])
 def test_an_archive_it_cannot_be_sure_of_is_left_as_it_was(tmp_path, case, reason):
-    kw = dict(entries=ENTRIES, blocks=BLOCKS)
-    kw.update(case)
-    data = archive(kw.pop('entries'), kw.pop('blocks'), **kw)
+    kw = dict(case)
+    data = archive(kw.pop('entries', ENTRIES), kw.pop('blocks', BLOCKS), **kw)
     path = write(tmp_path, data)
     assert A.add_data_offsets(path) == (0, reason)
     assert open(path, 'rb').read() == data
