@@ -10,8 +10,10 @@ plain dumps are written uncompressed (``-Z 0``) into a streaming compressor and 
 the directory format is compressed by pg_dump itself and hashed after it finished.
 
 Restore: ``pg_clean: recreate`` restores into a new scratch database created from template0 with
-the recorded encoding and locale, and only once that succeeded drops the target and renames the
-scratch database into its place: a restore that fails leaves the target as it was.
+the recorded encoding and locale, and only once that succeeded swaps it into the target's place in ONE
+transaction (the target renamed aside, the scratch database renamed to the target's name), then drops
+the old database: a restore that fails leaves the target as it was, and at no moment is there no
+database of that name.
 ``pg_clean: schemas`` empties the target and restores into it inside ONE psql transaction, so a
 failure rolls back the emptying too. See docs/engines/postgresql.md.
 """
@@ -22,6 +24,7 @@ import contextlib
 import os
 import secrets
 import threading
+import time
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
     DEFAULT_LEVEL, Engine, EngineError, check_compression, encryption_record, in_workers, output_chain,
@@ -31,9 +34,9 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_client i
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import (
     PgConnection, dbname_option, error_text, is_unreachable, psycopg, require_psycopg)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_database import (
-    can_act_as, clean_statements, create_database_statement, database_facts, database_owner,
-    drop_database_statement, maintenance_database, other_sessions, rename_database_statement, run_statement,
-    server_facts, terminate_sessions)
+    allow_connections_statement, can_act_as, clean_statements, create_database_statement, database_facts,
+    database_owner, drop_database_statement, maintenance_database, other_sessions, rename_database_statement,
+    run_statement, server_facts, terminate_sessions)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_load import PgLoader, quote_ident
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_stats import (
     CHECKSUM_ALGORITHM, analyze_targets, collect)
@@ -43,6 +46,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import
 DUMP_NAMES = {'custom': 'database.dump', 'plain': 'database.sql', 'directory': 'database.dir'}
 PLAIN_FOOTER = b'-- PostgreSQL database dump complete'
 SCRATCH_PREFIX = 'djangoops_restore_'
+REPLACED_PREFIX = 'djangoops_replaced_'
 
 PG_DUMP_ERRORS = (r'(?m)^pg_dump: (error|fatal):', r'(?m)^pg_dump: .*\b(ERROR|FATAL|PANIC):')
 
@@ -376,9 +380,9 @@ class PostgreSQLEngine(Engine):
         source = self._source(snapshot, part_meta)
         if opts.get('pg_clean', 'recreate') == 'schemas':
             self._restore_in_place(source, part_meta, target, facts, opts, snapshot)
-        else:
-            self._restore_recreate(source, part_meta, target, opts, snapshot)
-        return {'database': target}
+            return {'database': target}
+        warning = self._restore_recreate(source, part_meta, target, opts, snapshot)
+        return dict({'database': target}, **({'warnings': [warning]} if warning else {}))
 
     def _check_restore_tools(self, meta):
         writer = parse_version(meta.get('pg_dump_version') or '')
@@ -446,15 +450,16 @@ class PostgreSQLEngine(Engine):
             except (ToolError, EngineError) as e:
                 raise with_note(e, 'database %s was not changed: the restore ran into the scratch database %s, '
                                    'which is dropped' % (target, scratch))
-            if existing_owner:
-                self._drop_target(con, target, opts, server['server_version_num'])
-            swapped = True
-            try:
+            if not existing_owner:
                 run_statement(con, rename_database_statement(scratch, target), self.record)
+                swapped = True
+                return None
+            try:
+                replaced = self._swap(con, scratch, target, opts)
             except EngineError as e:
-                raise EngineError('%s. Database %s was already dropped; the restored copy is database %s: rename it '
-                                  'with ALTER DATABASE %s RENAME TO %s' % (e, target, scratch, quote_ident(scratch),
-                                                                           quote_ident(target)))
+                raise with_note(e, 'database %s was not changed; the restored copy %s is dropped' % (target, scratch))
+            swapped = True
+            return self._drop_replaced(con, replaced, target, version_num)
         except BaseException:
             if scratch is not None and not swapped:
                 try:
@@ -472,21 +477,49 @@ class PostgreSQLEngine(Engine):
             raise EngineError('database %s is in use by %d other session(s); stop the application or set '
                               'terminate_connections: true' % (target, busy))
 
-    def _drop_target(self, con, target, opts, version_num):
-        if not opts.get('terminate_connections'):
+    def _swap(self, con, scratch, target, opts):
+        """Put the restored copy in the target's place: ONE transaction renames the target aside and the
+        scratch database to the target's name, so the name always holds a complete database, the old or
+        the new one. A rename needs the database to itself: with ``terminate_connections`` new sessions are
+        shut out (ALLOW_CONNECTIONS false, undone if the swap fails) and the others terminated; without it a
+        busy target is refused and nothing changes. Returns the name the old database now has."""
+        replaced = REPLACED_PREFIX + secrets.token_hex(6)
+        terminate = opts.get('terminate_connections')
+        if not terminate:
             self._refuse_if_busy(con, target)
-            run_statement(con, drop_database_statement(target), self.record)
-        elif version_num >= 130000:
-            run_statement(con, drop_database_statement(target, force=True), self.record)
         else:
-            for attempt in range(5):
-                self.record('terminate other sessions of %s: %d' % (target, terminate_sessions(con, target)))
+            run_statement(con, allow_connections_statement(target, False), self.record)
+        attempts_left = 5 if terminate else 1
+        try:
+            while True:
+                attempts_left -= 1
+                if terminate:
+                    self.record('terminate other sessions of %s: %d' % (target, terminate_sessions(con, target)))
                 try:
-                    run_statement(con, drop_database_statement(target), self.record)
-                    return
-                except EngineError:
-                    if attempt == 4:
+                    with con.transaction():
+                        run_statement(con, rename_database_statement(target, replaced), self.record)
+                        run_statement(con, rename_database_statement(scratch, target), self.record)
+                    return replaced
+                except EngineError as e:
+                    if not attempts_left or 'being accessed by other users' not in str(e):
                         raise
+                time.sleep(0.1)  # a terminated session takes a moment to go
+        except BaseException:
+            if terminate:
+                try:
+                    run_statement(con, allow_connections_statement(target, True), self.record)
+                except Exception:  # pylint: disable=broad-except
+                    pass  # the original error matters
+            raise
+
+    def _drop_replaced(self, con, replaced, target, version_num):
+        """Drop the database the restore replaced; a warning (not a failure: the restore is done) if that fails."""
+        try:
+            run_statement(con, drop_database_statement(replaced, force=version_num >= 130000), self.record)
+        except EngineError as e:
+            return ('database %s was restored; the database it replaced is kept as %s because dropping it failed '
+                    '(%s): drop it with DROP DATABASE %s' % (target, replaced, e, quote_ident(replaced)))
+        return None
 
     def _restore_in_place(self, source, meta, target, facts, opts, snapshot):
         created = False

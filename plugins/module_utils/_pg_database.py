@@ -125,6 +125,11 @@ def rename_database_statement(old, new):
     return sql.SQL('ALTER DATABASE {} RENAME TO {}').format(sql.Identifier(old), sql.Identifier(new))
 
 
+def allow_connections_statement(name, allow):
+    return sql.SQL('ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}').format(
+        sql.Identifier(name), sql.SQL('true' if allow else 'false'))
+
+
 def clean_statements(con):
     """Statements that leave the connected database as empty as a new one from template0, for
     ``pg_clean: schemas``: every extension, schema, large object, event trigger, publication and

@@ -65,10 +65,11 @@ options:
     default: 2
   pg_clean:
     description:
-      - How PostgreSQL empties the target. V(recreate) restores into a new database, then drops the target and
-        renames the new one to it. It needs C(CREATEDB), ownership of the target (or membership in its owner
-        role), room on the server for a second copy while restoring, and no other sessions at the swap
-        (O(terminate_connections) ends them).
+      - How PostgreSQL empties the target. V(recreate) restores into a new database, then swaps it in, in one
+        transaction (the target renamed aside, the new database renamed to the target's name), and drops the
+        old one; so there is no moment without a database of that name. It needs C(CREATEDB), ownership of the
+        target (or membership in its owner role), room on the server for a second copy while restoring, and no
+        other sessions at the swap (O(terminate_connections) ends them).
       - V(schemas) drops every non-system schema (C(public) is emptied and kept with its owner and privileges),
         extension, large object, event trigger, publication and foreign-data wrapper of the target, and restores,
         all in one transaction; for users who may not create databases. Single-threaded.
@@ -80,8 +81,9 @@ options:
     default: recreate
   terminate_connections:
     description:
-      - Terminate other sessions connected to the target database (PostgreSQL) before it is dropped (with
-        O(pg_clean=recreate), right before the swap; with V(schemas), before the restore transaction starts).
+      - Terminate other sessions connected to the target database (PostgreSQL). With O(pg_clean=recreate), right
+        before the swap, after new connections to the target were shut out (C(ALLOW_CONNECTIONS false), undone if
+        the swap fails); with V(schemas), before the restore transaction starts.
       - Without it, a target with other sessions is refused before anything is restored.
     type: bool
     default: false

@@ -421,6 +421,92 @@ def test_busy_target_is_refused_unless_terminate_connections(pg_server, shop, sn
     assert scratch_databases(pg_server) == []
 
 
+class _Watch(threading.Thread):
+    """Runs ``step(con)`` on its own connection to the maintenance database until stopped."""
+
+    def __init__(self, server, step):
+        super().__init__(daemon=True)
+        self.con = server.connect('postgres')
+        self.step = step
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.step(self.con)
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        self.con.close()
+
+
+def _oid_of(con, name):
+    row = con.execute('SELECT oid FROM pg_database WHERE datname = %s', (name,)).fetchone()
+    return row[0] if row else None
+
+
+def test_the_restored_copy_takes_the_name_with_no_moment_without_it(pg_server, shop, snapshot_root):
+    r = snap(pg_server, shop, snapshot_root)
+    mutate(pg_server, shop)
+    with pg_server.connect() as con:
+        old_oid = _oid_of(con, shop)
+    seen = []
+    watch = _Watch(pg_server, lambda con: seen.append(_oid_of(con, shop)))
+    app = pg_server.connect(shop)  # a session the swap has to end
+    watch.start()
+    try:
+        res = restore(pg_server, shop, snapshot_root, snapshot_id=r['snapshot_id'], terminate_connections=True)
+    finally:
+        watch.stop()
+        app.close()
+    assert not res.failed, res
+    new_oid = seen[-1]
+    assert new_oid not in (None, old_oid)
+    assert None not in seen, 'the name %s was missing in %d of %d looks' % (shop, seen.count(None), len(seen))
+    assert seen[0] == old_oid and set(seen) == {old_oid, new_oid}, 'the swap was watched'
+    swaps = [c for c in res['commands'] if ' RENAME TO ' in c]
+    assert len(swaps) == 2 and 'djangoops_replaced_' in swaps[0], swaps
+    with pg_server.connect() as con:
+        assert con.execute('SELECT datallowconn FROM pg_database WHERE datname = %s', (shop,)).fetchone()[0] is True
+    assert [d for d in databases(pg_server) if d.startswith(('djangoops_restore_', 'djangoops_replaced_'))] == []
+    assert 'warnings' not in res
+
+
+def test_a_swap_that_fails_leaves_the_target_as_it_was_and_open(pg_server, shop, snapshot_root):
+    r = snap(pg_server, shop, snapshot_root)
+    mutate(pg_server, shop)
+    mutated = content_digest(pg_server, shop)
+    held = []
+
+    def hold_the_copy(con):
+        # a session on the scratch database itself: the second rename of the swap cannot happen
+        if not held:
+            names = [n for n in databases(pg_server) if n.startswith('djangoops_restore_')]
+            if names:
+                try:
+                    held.append(pg_server.connect(names[0]))
+                except psycopg.Error:
+                    pass
+        time.sleep(0.001)
+
+    watch = _Watch(pg_server, hold_the_copy)
+    watch.start()
+    try:
+        res = restore(pg_server, shop, snapshot_root, snapshot_id=r['snapshot_id'], terminate_connections=True)
+    finally:
+        watch.stop()
+        for con in held:
+            con.close()
+    assert held, 'the scratch database was never seen'
+    assert res.failed
+    assert 'being accessed by other users' in res['msg'] and 'database %s was not changed' % shop in res['msg']
+    assert content_digest(pg_server, shop) == mutated
+    with pg_server.connect() as con:
+        assert con.execute('SELECT datallowconn FROM pg_database WHERE datname = %s', (shop,)).fetchone()[0] is True
+    assert [d for d in databases(pg_server) if d.startswith(('djangoops_restore_', 'djangoops_replaced_'))] == []
+    assert sum(' RENAME TO ' in c for c in res.get('commands', [])) >= 2  # tried, rolled back
+
+
 def test_preflight_refuses_a_disk_too_small_before_writing(pg_server, shop, tmp_path):
     small = tmp_path / 'small'
     small.mkdir()
