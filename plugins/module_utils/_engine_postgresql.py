@@ -485,10 +485,13 @@ class PostgreSQLEngine(Engine):
         busy target is refused and nothing changes. Returns the name the old database now has."""
         replaced = REPLACED_PREFIX + secrets.token_hex(6)
         terminate = opts.get('terminate_connections')
+        shut_out = False  # whether this swap turned ALLOW_CONNECTIONS off (and so must turn it on again)
         if not terminate:
             self._refuse_if_busy(con, target)
-        else:
+        elif con.execute('SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = %s',
+                         (target,)).fetchone()[0]:
             run_statement(con, allow_connections_statement(target, False), self.record)
+            shut_out = True
         attempts_left = 5 if terminate else 1
         try:
             while True:
@@ -505,7 +508,7 @@ class PostgreSQLEngine(Engine):
                         raise
                 time.sleep(0.1)  # a terminated session takes a moment to go
         except BaseException:
-            if terminate:
+            if shut_out:
                 try:
                     run_statement(con, allow_connections_statement(target, True), self.record)
                 except Exception:  # pylint: disable=broad-except
