@@ -498,15 +498,19 @@ class PostgreSQLEngine(Engine):
                 attempts_left -= 1
                 if terminate:
                     self.record('terminate other sessions of %s: %d' % (target, terminate_sessions(con, target)))
+                swap = [rename_database_statement(target, replaced), rename_database_statement(scratch, target)]
                 try:
                     with con.transaction():
-                        run_statement(con, rename_database_statement(target, replaced), self.record)
-                        run_statement(con, rename_database_statement(scratch, target), self.record)
+                        for statement in swap:
+                            self.record('SQL: ' + statement.as_string(con))
+                            con.execute(statement)
                     return replaced
-                except EngineError as e:
-                    if not attempts_left or 'being accessed by other users' not in str(e):
-                        raise
-                time.sleep(0.1)  # a terminated session takes a moment to go
+                except psycopg.Error as e:
+                    # ObjectInUse (55006): a session is still there; a terminated one takes a moment to go
+                    if not attempts_left or not isinstance(e, psycopg.errors.ObjectInUse):
+                        raise EngineError('swapping the restored copy %s in for %s failed: %s'
+                                          % (scratch, target, error_text(e)))
+                time.sleep(0.1)
         except BaseException:
             if shut_out:
                 try:
