@@ -507,6 +507,30 @@ def test_a_swap_that_fails_leaves_the_target_as_it_was_and_open(pg_server, shop,
     assert sum(' RENAME TO ' in c for c in res.get('commands', [])) >= 2  # tried, rolled back
 
 
+def test_an_old_copy_that_cannot_be_dropped_is_a_warning_naming_it(pg_server, shop, snapshot_root):
+    r = snap(pg_server, shop, snapshot_root)
+    before = content_digest(pg_server, shop)
+    mutate(pg_server, shop)
+    pg_server.sql('ALTER DATABASE %s WITH IS_TEMPLATE true' % shop)  # a template database cannot be dropped
+    res = restore(pg_server, shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    kept = [d for d in databases(pg_server) if d.startswith('djangoops_replaced_')]
+    try:
+        assert not res.failed, res
+        assert content_digest(pg_server, shop) == before
+        assert len(kept) == 1
+        assert len(res['warnings']) == 1, res.get('warnings')
+        warning = res['warnings'][0]
+        if isinstance(warning, dict):  # ansible-core 2.19 returns a summary object
+            warning = warning['event']['msg']
+        assert 'database %s was restored' % shop in warning and kept[0] in warning
+        assert 'cannot drop a template database' in warning, warning
+        assert 'drop it with DROP DATABASE "%s"' % kept[0] in warning, warning
+    finally:
+        for name in kept:
+            pg_server.sql('ALTER DATABASE %s WITH IS_TEMPLATE false' % name)
+            pg_server.drop_database(name)
+
+
 def test_preflight_refuses_a_disk_too_small_before_writing(pg_server, shop, tmp_path):
     small = tmp_path / 'small'
     small.mkdir()
