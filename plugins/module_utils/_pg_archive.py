@@ -34,11 +34,11 @@ import threading
 MAGIC = b'PGDMP'
 FORMAT_CUSTOM = 1
 OFFSET_NOT_SET, OFFSET_SET, OFFSET_NO_DATA = 1, 2, 3
-BLOCK_DATA = 1
 # Archive versions whose layout this reader knows (PostgreSQL 9.0 to 17).
 OLDEST, NEWEST = (1, 12), (1, 16)
 
 BLOCK_START = b'\x00\x00\x00\x00\x00\x01\x00'  # end of a block, type DATA, sign of the dump id
+_END_BYTES = 5  # the zero length that ends a block; the next block starts after it
 _ID_BYTES = 4
 _SCAN_CHUNK = 1024 * 1024
 
@@ -48,7 +48,7 @@ class UnknownLayout(Exception):
 
 
 class TocEntry(object):
-    __slots__ = ('dump_id', 'had_dumper', 'desc', 'tag', 'section', 'offset_flag', 'offset', 'offset_at')
+    __slots__ = ('dump_id', 'had_dumper', 'desc', 'offset_flag', 'offset', 'offset_at')
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -56,11 +56,10 @@ class TocEntry(object):
 
 
 class Toc(object):
-    def __init__(self, version, int_size, off_size, fmt, compressed, entries, end):
+    def __init__(self, version, int_size, off_size, compressed, entries, end):
         self.version = version
         self.int_size = int_size
         self.off_size = off_size
-        self.format = fmt
         self.compressed = compressed
         self.entries = entries
         self.end = end  # where the table of contents ends: the first data block starts here
@@ -127,9 +126,9 @@ def read_toc(f):
         had_dumper = r.int() != 0
         r.str()  # table oid
         r.str()  # oid
-        tag = r.str()
+        r.str()  # tag
         desc = r.str()
-        section = r.int()
+        r.int()  # section
         for dummy in range(6 if version >= (1, 14) else 5):  # defn, dropStmt, copyStmt, namespace, tablespace,
             r.str()                                       # and since 1.14 tableam
         if version >= (1, 16):
@@ -141,9 +140,9 @@ def read_toc(f):
         offset_at = r.pos
         flag = r.byte()
         offset = int.from_bytes(r.take(off_size), 'little')
-        entries.append(TocEntry(dump_id=dump_id, had_dumper=had_dumper, desc=desc, tag=tag, section=section,
-                                offset_flag=flag, offset=offset, offset_at=offset_at))
-    return Toc(version, r.int_size, off_size, fmt, compressed, entries, r.pos)
+        entries.append(TocEntry(dump_id=dump_id, had_dumper=had_dumper, desc=desc, offset_flag=flag, offset=offset,
+                                offset_at=offset_at))
+    return Toc(version, r.int_size, off_size, compressed, entries, r.pos)
 
 
 def scan_block_starts(fd, start=0, chunk=_SCAN_CHUNK, writer_done=None):
@@ -168,7 +167,7 @@ def scan_block_starts(fd, start=0, chunk=_SCAN_CHUNK, writer_done=None):
         i = buf.find(BLOCK_START, 0, have)
         while i >= 0 and i + len(BLOCK_START) + _ID_BYTES <= have:
             at = i + len(BLOCK_START)
-            found.append((base + i + 5, int.from_bytes(buf[at:at + _ID_BYTES], 'little')))
+            found.append((base + i + _END_BYTES, int.from_bytes(buf[at:at + _ID_BYTES], 'little')))
             i = buf.find(BLOCK_START, i + 1, have)
         tail = min(keep, have)
         buf[:tail] = buf[have - tail:have]
@@ -193,7 +192,7 @@ def plan_offsets(toc, first_block, later_blocks):
         return 'the archive holds %s' % ', '.join(other)
     if any(e.offset_flag != OFFSET_NOT_SET for e in data):
         return 'the offsets are already there'
-    if first_block[:2] != b'\x01\x00':
+    if first_block[:2] != BLOCK_START[_END_BYTES:]:
         return 'no data block where the table of contents ends'
     blocks = [(toc.end, int.from_bytes(first_block[2:], 'little'))]
     blocks += [b for b in later_blocks if b[0] > toc.end]
@@ -211,8 +210,8 @@ def add_data_offsets(path, block_starts=None):
     try:
         with os.fdopen(os.dup(fd), 'rb') as f:
             toc = read_toc(f)
-        first = os.pread(fd, 1 + 1 + _ID_BYTES, toc.end)
-        if len(first) < 6:
+        first = os.pread(fd, 1 + 1 + _ID_BYTES, toc.end)  # type, sign and dump id of the first block
+        if len(first) < 1 + 1 + _ID_BYTES:
             return 0, 'no data after the table of contents'
         if block_starts is None:
             block_starts = scan_block_starts(fd, toc.end)
