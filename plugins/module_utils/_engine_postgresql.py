@@ -381,8 +381,11 @@ class PostgreSQLEngine(Engine):
         if opts.get('pg_clean', 'recreate') == 'schemas':
             self._restore_in_place(source, part_meta, target, facts, opts, snapshot)
             return {'database': target}
+        result = {'database': target}
         warning = self._restore_recreate(source, part_meta, target, opts, snapshot)
-        return dict({'database': target}, **({'warnings': [warning]} if warning else {}))
+        if warning:
+            result['warnings'] = [warning]
+        return result
 
     def _check_restore_tools(self, meta):
         writer = parse_version(meta.get('pg_dump_version') or '')
@@ -492,24 +495,24 @@ class PostgreSQLEngine(Engine):
                          (target,)).fetchone()[0]:
             run_statement(con, allow_connections_statement(target, False), self.record)
             shut_out = True
+        swap = [rename_database_statement(target, replaced), rename_database_statement(scratch, target)]
         attempts_left = 5 if terminate else 1
         try:
             while True:
                 attempts_left -= 1
                 if terminate:
                     self.record('terminate other sessions of %s: %d' % (target, terminate_sessions(con, target)))
-                swap = [rename_database_statement(target, replaced), rename_database_statement(scratch, target)]
                 try:
                     with con.transaction():
                         for statement in swap:
-                            self.record('SQL: ' + statement.as_string(con))
-                            con.execute(statement)
+                            run_statement(con, statement, self.record)
                     return replaced
-                except psycopg.Error as e:
+                except (EngineError, psycopg.Error) as e:  # a statement (run_statement wraps it), or the commit
+                    cause = e.__cause__ if isinstance(e, EngineError) else e
                     # ObjectInUse (55006): a session is still there; a terminated one takes a moment to go
-                    if not attempts_left or not isinstance(e, psycopg.errors.ObjectInUse):
+                    if not attempts_left or not isinstance(cause, psycopg.errors.ObjectInUse):
                         raise EngineError('swapping the restored copy %s in for %s failed: %s'
-                                          % (scratch, target, error_text(e)))
+                                          % (scratch, target, error_text(cause)))
                 time.sleep(0.1)
         except BaseException:
             if shut_out:

@@ -186,4 +186,4 @@ def run_statement(con, statement, record):
     try:
         con.execute(statement)
     except psycopg.Error as e:
-        raise EngineError('%s failed: %s' % (text, error_text(e)))
+        raise EngineError('%s failed: %s' % (text, error_text(e))) from e
