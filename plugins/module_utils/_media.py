@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 
+from ansible_collections.djangoops.maintenance.plugins.module_utils._media_link import link_unchanged
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import (
     restore_argv, run_rsync, snapshot_argv)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotError
@@ -159,6 +160,17 @@ def dry_run(rsync, plans, previous, scratch, keep_paths=0):
     return out
 
 
+def prelink(src, prev_dir, dest):
+    """Hard-link the unchanged files into ``dest`` before rsync (see _media_link): the number linked, or
+    None when that could not even start (rsync then does all of it, as plain ``--link-dest``)."""
+    try:
+        return link_unchanged(src, prev_dir, dest)[0]
+    except OSError:
+        if not os.path.lexists(dest):
+            return None
+        return 0  # whatever was linked is verified; rsync fills in the rest
+
+
 def estimate_bytes(runs):
     """Disk a snapshot would add: the bytes copied plus a block per directory and per new entry."""
     return sum(r.transferred_bytes + BLOCK * (r.output.stats.get('number_of_dirs', 0) + r.output.counts['created'])
@@ -169,14 +181,16 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     """Copy every present source into ``part`` and record it. Returns (tree records, rsync runs)."""
     watch = guard.check if guard is not None else None
     part.mkdir(TREES_DIR)
-    runs = {}
+    runs, prelinked = {}, {}
     ordered = sorted(plans, key=lambda p: os.fsencode(p['name']))  # SHA256SUMS lines in walk order
     for plan in ordered:
         if plan['missing']:
             continue
         prev = previous.get(plan['name'])
-        argv = snapshot_argv(rsync, plan['resolved'], part.path_of(os.path.join(TREES_DIR, plan['name'])),
-                             link_dest=prev['dir'] if prev else None)
+        dest = part.path_of(os.path.join(TREES_DIR, plan['name']))
+        prelinked[plan['name']] = prelink(plan['resolved'], prev['dir'], dest) if prev else None
+        argv = snapshot_argv(rsync, plan['resolved'], dest, link_dest=prev['dir'] if prev else None,
+                             prelinked=prelinked[plan['name']] is not None)
         runs[plan['name']] = run_rsync(argv, keep_paths=keep_paths, allow_vanished=True, watch=watch)
         if guard is not None:
             guard.check()  # the last file may have been copied after the last report
@@ -184,7 +198,8 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     records = []
     try:
         for plan in ordered:
-            records.append(_record(part, plan, previous.get(plan['name']), runs.get(plan['name']), sums))
+            records.append(_record(part, plan, previous.get(plan['name']), runs.get(plan['name']), sums,
+                                   prelinked.get(plan['name'])))
     except BaseException:
         if sums is not None:
             sums.discard()
@@ -197,7 +212,7 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     return records, runs
 
 
-def _record(part, plan, prev, run, sums):
+def _record(part, plan, prev, run, sums, prelinked=None):
     rel_dir = os.path.relpath(part.path_of(os.path.join(TREES_DIR, plan['name'])), part.builder.path)
     rec = dict(name=plan['name'], source=plan['source'], resolved=plan['resolved'], dir=rel_dir,
                missing=plan['missing'])
@@ -216,6 +231,8 @@ def _record(part, plan, prev, run, sums):
         changed_paths=run.changes,
         link_dest=dict((k, prev[k]) for k in ('snapshot_id', 'part', 'tree')) if prev else None,
     )
+    if prelinked is not None:
+        rec['prelinked_files'] = prelinked
     if sums is not None:
         rec.update(hashed_files=hashed, reused_digests=reused)
     return rec

@@ -44,11 +44,15 @@ def _dir_arg(path):
     return path.rstrip('/') + '/'
 
 
-def snapshot_argv(rsync, src, dest, link_dest=None, dry_run=False):
-    """Copy ``src`` into the new directory ``dest``, hard-linking unchanged files from ``link_dest``."""
+def snapshot_argv(rsync, src, dest, link_dest=None, dry_run=False, prelinked=False):
+    """Copy ``src`` into the new directory ``dest``, hard-linking unchanged files from ``link_dest``.
+    ``prelinked``: ``dest`` already holds links made by ``_media_link`` (verified unchanged): rsync
+    leaves them alone and removes any whose source vanished since."""
     argv = [rsync] + list(BASE_FLAGS)
     if dry_run:
         argv.append('--dry-run')
+    if prelinked:
+        argv += ['--ignore-existing', '--delete']
     if link_dest:
         argv.append('--link-dest=' + link_dest)
     return argv + [_dir_arg(src), _dir_arg(dest)]

@@ -16,8 +16,11 @@ description:
     inside the tree, permissions, owners and groups (by number; owners only when run as root), mtimes, and any
     file name (unicode, spaces, newlines).
   - Every file unchanged (same size and mtime) since the newest complete snapshot of the same source is a hard
-    link into that snapshot (C(rsync --link-dest)), so a snapshot after a small change costs only the changed
-    bytes and the time to stat the tree. See O(incremental).
+    link into that snapshot, so a snapshot after a small change costs only the changed bytes and the time to
+    stat the tree. The module links the unchanged files itself (mode and owner must match too), then rsync
+    copies the rest with C(--link-dest) and leaves the linked files alone (C(--ignore-existing)). Left to itself,
+    rsync opens the whole link-dest path for every file, which on a deep snapshot root took longer than the
+    copy. See O(incremental).
   - Records per source directory the file, directory and symlink counts, total bytes, bytes transferred,
     the number of changed paths, and a digest of the listing (names, types, sizes, modes, owners, mtimes,
     symlink targets) that M(djangoops.maintenance.media_restore) and
@@ -213,6 +216,10 @@ trees:
     link_dest:
       description: The snapshot, part and tree unchanged files were hard-linked from, or null.
       type: dict
+    prelinked_files:
+      description: Unchanged files the module hard-linked before rsync ran (rsync links the rest, such as files
+        with several hard links in the source). Only when there was a previous tree; not in check mode.
+      type: int
 files:
   description: Files listed in the manifest for this part (C(SHA256SUMS) with O(checksums=true)).
   returned: success and not check mode

@@ -85,6 +85,7 @@ def test_second_snapshot_after_1pct_change_costs_the_changed_bytes(tmp_path, sna
     assert t['link_dest']['snapshot_id'] == first['snapshot_id']
     assert t['transferred_bytes'] == 2 * 64 * 1024 and t['transferred_files'] == 2
     assert t['changed_paths'] == 2
+    assert t['prelinked_files'] == 198, 'the unchanged files were linked before rsync ran'
     assert t['hashed_files'] == 2 and t['reused_digests'] == 198, 'unchanged files are not read again'
 
     d1, d2 = (os.path.join(snapshot_root, r['snapshot_id']) for r in (first, second))
