@@ -49,7 +49,10 @@ def first(tmp_path):
 
 def test_links_exactly_the_files_plain_link_dest_links(first, tmp_path):
     src, prev = first
-    p = lambda rel: os.path.join(src, rel)  # noqa: E731
+
+    def p(rel):
+        return os.path.join(src, rel)
+
     st = os.stat(p(NAMES['spaces']))
     write(p(NAMES['spaces']), b'y' * st.st_size, mtime=st.st_mtime + 5)      # same size, new content and mtime
     os.chmod(p(NAMES['script']), 0o700)                                       # mode only
@@ -96,7 +99,9 @@ def test_a_mode_changed_after_linking_never_reaches_the_previous_snapshot(first,
     src, prev = first
     victim = NAMES['spaces']  # 0644, one link
     before = describe(prev)
-    argv_for = lambda dest, **kw: snapshot_argv(find_rsync(), src, dest, link_dest=prev, **kw)  # noqa: E731
+
+    def argv_for(dest, **kw):
+        return snapshot_argv(find_rsync(), src, dest, link_dest=prev, **kw)
 
     dest = str(tmp_path / 'pre')
     link_unchanged(src, prev, dest)
