@@ -166,9 +166,7 @@ def prelink(src, prev_dir, dest):
     try:
         return link_unchanged(src, prev_dir, dest)[0]
     except OSError:
-        if not os.path.lexists(dest):
-            return None
-        return 0  # whatever was linked is verified; rsync fills in the rest
+        return None  # ``dest`` was not created
 
 
 def estimate_bytes(runs):

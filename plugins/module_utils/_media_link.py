@@ -110,7 +110,9 @@ class _Linker(object):
 
 def link_unchanged(src, prev, dest):
     """Create ``dest`` (which must not exist) and hard-link into it every file of ``src`` that is
-    unchanged in ``prev``, with the directories leading to them. Returns (files, bytes) linked."""
+    unchanged in ``prev``, with the directories leading to them. Returns (files, bytes) linked.
+    Raises OSError only when ``dest`` was not created; once it is, an error ends the walk early
+    (every link already made was checked, and rsync does the rest)."""
     linker = _Linker(os.geteuid() == 0)
     fds = []
     try:
@@ -118,9 +120,12 @@ def link_unchanged(src, prev, dest):
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
             fds.append(fd)
         os.mkdir(dest, 0o700)
-        fds.append(os.open(dest, _DIR_FLAGS))
-        linker.tree(fds[0], fds[1], fds[2], 0)
-        linker.match_dir(fds[1], fds[2])
+        try:
+            fds.append(os.open(dest, _DIR_FLAGS))
+            linker.tree(fds[0], fds[1], fds[2], 0)
+            linker.match_dir(fds[1], fds[2])
+        except OSError:
+            pass
     finally:
         for fd in fds:
             os.close(fd)

@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils import _media_link
+from ansible_collections.djangoops.maintenance.plugins.module_utils import _media, _media_link
 from ansible_collections.djangoops.maintenance.plugins.module_utils._media_link import MAX_DEPTH, link_unchanged
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import find_rsync, run_rsync, snapshot_argv
 from support.media_tree import NAMES, describe, inode, make_rich_tree, write
@@ -208,3 +208,12 @@ def test_as_another_user_read_only_directories_still_take_changed_files(public_d
     with open(os.path.join(dest, 'ro', 'changed.txt'), 'rb') as f:
         assert f.read() == b'new'
     assert inode(os.path.join(dest, 'ro', 'same.txt')) == inode(os.path.join(prev, 'ro', 'same.txt'))
+
+
+def test_without_a_destination_the_copy_falls_back_to_plain_link_dest(first, tmp_path):
+    src, prev = first
+    dest = str(tmp_path / 'no-such-parent' / 'dest')
+    with pytest.raises(FileNotFoundError):
+        link_unchanged(src, prev, dest)
+    assert _media.prelink(src, prev, dest) is None
+    assert not os.path.lexists(os.path.dirname(dest))
