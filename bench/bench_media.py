@@ -19,7 +19,8 @@ Steps, all on the same source tree and file system (``--workdir``, default a new
    own inputs: linking against a tree deep in the snapshot root is slower than against ``A``, a
    sibling of the source, because rsync (3.5.0 here) opens every directory of the link-dest path from
    ``/`` for every file (about 0.06 s per level per 10,000 files here). The module links unchanged
-   files itself before its rsync runs, so that cost is rsync's alone.
+   files (and, for a first snapshot, copies plain files with copy_file_range) itself before its
+   rsync runs, so that cost is rsync's alone.
 
 For each it prints wall time, the ratio module/rsync, the extra disk of the second copy (``du`` of the
 second directory next to the first, so shared hard links count once) against the bytes changed, and the

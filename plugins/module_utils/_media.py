@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils._media_link import link_unchanged
+from ansible_collections.djangoops.maintenance.plugins.module_utils._media_fill import CopyFailed, copy_new, link_unchanged
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import (
     restore_argv, run_rsync, snapshot_argv)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotError
@@ -161,10 +161,21 @@ def dry_run(rsync, plans, previous, scratch, keep_paths=0):
 
 
 def prelink(src, prev_dir, dest):
-    """Hard-link the unchanged files into ``dest`` before rsync (see _media_link): the number linked, or
+    """Hard-link the unchanged files into ``dest`` before rsync (see _media_fill): the number linked, or
     None when that could not even start (rsync then does all of it, as plain ``--link-dest``)."""
     try:
         return link_unchanged(src, prev_dir, dest)[0]
+    except OSError:
+        return None  # ``dest`` was not created
+
+
+def precopy(src, dest, check=None, keep_paths=0):
+    """Copy the tree's plain files into ``dest`` before rsync (see _media_fill): the copier, or None when
+    that could not even start (rsync then copies everything)."""
+    try:
+        return copy_new(src, dest, check=check, keep_paths=keep_paths)
+    except CopyFailed as e:
+        raise SnapshotError(str(e))
     except OSError:
         return None  # ``dest`` was not created
 
@@ -179,17 +190,25 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     """Copy every present source into ``part`` and record it. Returns (tree records, rsync runs)."""
     watch = guard.check if guard is not None else None
     part.mkdir(TREES_DIR)
-    runs, prelinked = {}, {}
+    runs, prefilled = {}, {}
     ordered = sorted(plans, key=lambda p: os.fsencode(p['name']))  # SHA256SUMS lines in walk order
     for plan in ordered:
         if plan['missing']:
             continue
         prev = previous.get(plan['name'])
         dest = part.path_of(os.path.join(TREES_DIR, plan['name']))
-        prelinked[plan['name']] = prelink(plan['resolved'], prev['dir'], dest) if prev else None
+        copies = None
+        if prev:
+            filled = prelink(plan['resolved'], prev['dir'], dest)
+        else:
+            copies = precopy(plan['resolved'], dest, check=watch, keep_paths=keep_paths)
+            filled = copies.files if copies is not None else None
         argv = snapshot_argv(rsync, plan['resolved'], dest, link_dest=prev['dir'] if prev else None,
-                             prelinked=prelinked[plan['name']] is not None)
-        runs[plan['name']] = run_rsync(argv, keep_paths=keep_paths, allow_vanished=True, watch=watch)
+                             prefilled=filled is not None)
+        run = runs[plan['name']] = run_rsync(argv, keep_paths=keep_paths, allow_vanished=True, watch=watch)
+        if copies is not None:
+            run.output.add_copies(copies.created, copies.paths, copies.files, copies.bytes)
+        prefilled[plan['name']] = ('prelinked_files' if prev else 'precopied_files', filled)
         if guard is not None:
             guard.check()  # the last file may have been copied after the last report
     sums = part.create(SUMS_NAME) if checksums else None
@@ -197,7 +216,7 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     try:
         for plan in ordered:
             records.append(_record(part, plan, previous.get(plan['name']), runs.get(plan['name']), sums,
-                                   prelinked.get(plan['name'])))
+                                   prefilled.get(plan['name'])))
     except BaseException:
         if sums is not None:
             sums.discard()
@@ -210,7 +229,7 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     return records, runs
 
 
-def _record(part, plan, prev, run, sums, prelinked=None):
+def _record(part, plan, prev, run, sums, prefilled=None):
     rel_dir = os.path.relpath(part.path_of(os.path.join(TREES_DIR, plan['name'])), part.builder.path)
     rec = dict(name=plan['name'], source=plan['source'], resolved=plan['resolved'], dir=rel_dir,
                missing=plan['missing'])
@@ -229,8 +248,8 @@ def _record(part, plan, prev, run, sums, prelinked=None):
         changed_paths=run.changes,
         link_dest=dict((k, prev[k]) for k in ('snapshot_id', 'part', 'tree')) if prev else None,
     )
-    if prelinked is not None:
-        rec['prelinked_files'] = prelinked
+    if prefilled is not None and prefilled[1] is not None:
+        rec[prefilled[0]] = prefilled[1]
     if sums is not None:
         rec.update(hashed_files=hashed, reused_digests=reused)
     return rec

@@ -44,14 +44,14 @@ def _dir_arg(path):
     return path.rstrip('/') + '/'
 
 
-def snapshot_argv(rsync, src, dest, link_dest=None, dry_run=False, prelinked=False):
+def snapshot_argv(rsync, src, dest, link_dest=None, dry_run=False, prefilled=False):
     """Copy ``src`` into the new directory ``dest``, hard-linking unchanged files from ``link_dest``.
-    ``prelinked``: ``dest`` already holds links made by ``_media_link`` (verified unchanged): rsync
-    leaves them alone and removes any whose source vanished since."""
+    ``prefilled``: ``dest`` already holds links or copies made by ``_media_fill``: rsync leaves them
+    alone and removes any whose source vanished since."""
     argv = [rsync] + list(BASE_FLAGS)
     if dry_run:
         argv.append('--dry-run')
-    if prelinked:
+    if prefilled:
         argv += ['--ignore-existing', '--delete']
     if link_dest:
         argv.append('--link-dest=' + link_dest)
@@ -136,6 +136,14 @@ class ItemizedOutput(object):
     @property
     def total(self):
         return sum(self.counts.values())
+
+    def add_copies(self, created, paths, files, size):
+        """Count copies made before rsync ran (``_media_fill.copy_new``) as rsync itemizes a first copy:
+        ``created`` new paths (``paths``: the first of them), ``files`` regular files of ``size`` bytes."""
+        self.counts['created'] += created
+        self.paths = ([dict(path=p, change='created', details=[]) for p in paths] + self.paths)[:self.keep_paths]
+        for key, value in (('total_transferred_file_size', size), ('number_of_regular_files_transferred', files)):
+            self.stats[key] = self.stats.get(key, 0) + value
 
 
 class RsyncResult(object):

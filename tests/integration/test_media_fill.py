@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: djangoops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The hard-linking media_snapshot does itself before rsync (_media_link), on real trees with real
-rsync: it links only what plain ``rsync --link-dest`` would link, rsync then never changes a linked
-inode (so a previous snapshot cannot change), and nothing outside the three trees is ever reached."""
+"""The linking and copying media_snapshot does itself before rsync (_media_fill), on real trees with
+real rsync: it links only what plain ``rsync --link-dest`` would link, rsync then never changes a
+linked inode (so a previous snapshot cannot change), a first copy equals and is reported as rsync's
+own, and nothing outside the trees is ever reached."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import tempfile
 
 import pytest
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils import _media, _media_link
-from ansible_collections.djangoops.maintenance.plugins.module_utils._media_link import MAX_DEPTH, link_unchanged
+from ansible_collections.djangoops.maintenance.plugins.module_utils import _media, _media_fill
+from ansible_collections.djangoops.maintenance.plugins.module_utils._media_fill import MAX_DEPTH, copy_new, link_unchanged
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import find_rsync, run_rsync, snapshot_argv
 from support.media_tree import NAMES, describe, inode, make_rich_tree, write
 from support.modules import run_module
@@ -107,7 +108,7 @@ def test_a_mode_changed_after_linking_never_reaches_the_previous_snapshot(first,
     link_unchanged(src, prev, dest)
     assert inode(os.path.join(dest, victim)) == inode(os.path.join(prev, victim))
     os.chmod(os.path.join(src, victim), 0o600)
-    run_rsync(argv_for(dest, prelinked=True))
+    run_rsync(argv_for(dest, prefilled=True))
     assert describe(prev) == before
     assert inode(os.path.join(dest, victim)) == inode(os.path.join(prev, victim))
     assert os.stat(os.path.join(dest, victim)).st_mode & 0o777 == 0o644, 'the file as it was when linked'
@@ -127,7 +128,7 @@ def test_a_file_deleted_after_linking_is_not_in_the_snapshot(first, tmp_path):
     link_unchanged(src, prev, dest)
     assert os.path.exists(os.path.join(dest, NAMES['private']))
     os.remove(os.path.join(src, NAMES['private']))
-    run_rsync(snapshot_argv(find_rsync(), src, dest, link_dest=prev, prelinked=True))
+    run_rsync(snapshot_argv(find_rsync(), src, dest, link_dest=prev, prefilled=True))
     assert describe(dest) == describe(src)
     assert os.path.exists(os.path.join(prev, NAMES['private']))
 
@@ -150,7 +151,7 @@ def test_nothing_outside_the_trees_is_followed(tmp_path):
     assert os.stat(os.path.join(outside, 'a.bin')).st_nlink == 1
     assert not os.path.lexists(os.path.join(dest, 'sub'))
     assert not os.path.lexists(os.path.join(dest, 'linked-dir'))
-    run_rsync(snapshot_argv(find_rsync(), src, dest, link_dest=prev, prelinked=True))
+    run_rsync(snapshot_argv(find_rsync(), src, dest, link_dest=prev, prefilled=True))
     assert describe(dest) == describe(src)
     assert os.path.islink(os.path.join(dest, 'linked-dir'))
 
@@ -164,7 +165,7 @@ def test_a_tree_deeper_than_the_walk_is_linked_by_rsync(tmp_path):
     run_rsync(snapshot_argv(find_rsync(), src, prev))
     dest = str(tmp_path / 'dest')
     assert link_unchanged(src, prev, dest) == (1, 10)
-    run_rsync(snapshot_argv(find_rsync(), src, dest, link_dest=prev, prelinked=True))
+    run_rsync(snapshot_argv(find_rsync(), src, dest, link_dest=prev, prefilled=True))
     assert describe(dest) == describe(src)
     assert inode(os.path.join(dest, deep, 'bottom.bin')) == inode(os.path.join(prev, deep, 'bottom.bin'))
 
@@ -185,7 +186,7 @@ def test_as_another_user_read_only_directories_still_take_changed_files(public_d
     write(os.path.join(src, 'ro', 'same.txt'), b'same', mtime=1600000000)
     write(os.path.join(src, 'ro', 'changed.txt'), b'old', mtime=1600000000)
     os.chmod(os.path.join(src, 'ro'), 0o555)
-    shutil.copy(_media_link.__file__, os.path.join(public_dir, 'media_link.py'))  # standard library only
+    shutil.copy(_media_fill.__file__, os.path.join(public_dir, 'media_fill.py'))  # standard library only
     subprocess.run(['chown', '-R', 'nobody:nogroup', public_dir], check=True)
 
     def as_nobody(argv):
@@ -196,14 +197,20 @@ def test_as_another_user_read_only_directories_still_take_changed_files(public_d
 
     rsync = find_rsync()
     as_nobody(snapshot_argv(rsync, src, prev))
+    first = os.path.join(base, 'first')
+    copied = as_nobody(['/usr/bin/python3', '-c', 'import sys; sys.path.insert(0, sys.argv[1]); import media_fill; '
+                        'print(media_fill.copy_new(*sys.argv[2:]).files)', public_dir, src, first])
+    assert copied.strip() == '2'
+    as_nobody(snapshot_argv(rsync, src, first, prefilled=True))
+    assert describe(first) == describe(prev), 'as rsync itself copies for this user'
     os.chmod(os.path.join(src, 'ro'), 0o755)
     write(os.path.join(src, 'ro', 'changed.txt'), b'new', mtime=1600000001)
     os.chown(os.path.join(src, 'ro', 'changed.txt'), 65534, 65534)
     os.chmod(os.path.join(src, 'ro'), 0o555)
-    linked = as_nobody(['/usr/bin/python3', '-c', 'import sys; sys.path.insert(0, sys.argv[1]); import media_link; '
-                        'print(media_link.link_unchanged(*sys.argv[2:]))', public_dir, src, prev, dest])
+    linked = as_nobody(['/usr/bin/python3', '-c', 'import sys; sys.path.insert(0, sys.argv[1]); import media_fill; '
+                        'print(media_fill.link_unchanged(*sys.argv[2:]))', public_dir, src, prev, dest])
     assert linked.strip() == '(1, 4)'
-    as_nobody(snapshot_argv(rsync, src, dest, link_dest=prev, prelinked=True))
+    as_nobody(snapshot_argv(rsync, src, dest, link_dest=prev, prefilled=True))
     assert describe(dest) == describe(src)
     with open(os.path.join(dest, 'ro', 'changed.txt'), 'rb') as f:
         assert f.read() == b'new'
@@ -217,3 +224,45 @@ def test_without_a_destination_the_copy_falls_back_to_plain_link_dest(first, tmp
         link_unchanged(src, prev, dest)
     assert _media.prelink(src, prev, dest) is None
     assert not os.path.lexists(os.path.dirname(dest))
+
+
+def test_a_first_copy_equals_and_is_reported_as_rsyncs_own(tmp_path, snapshot_root):
+    src = make_rich_tree(str(tmp_path / 'media'))
+    r = run_module('media_snapshot', dict(src=[src], snapshot_root=snapshot_root), diff=True)
+    assert not r.failed, r
+    t = r['trees'][0]
+    plain = run_rsync(snapshot_argv(find_rsync(), src, str(tmp_path / 'plain')), keep_paths=1000)
+    single = sum(1 for dirpath, dummy, files in os.walk(src) for f in files
+                 if not os.path.islink(os.path.join(dirpath, f)) and os.lstat(os.path.join(dirpath, f)).st_nlink == 1)
+    assert t['precopied_files'] == single > 30
+    assert t['changed_paths'] == plain.changes
+    assert t['transferred_bytes'] == plain.transferred_bytes
+    assert t['transferred_files'] == plain.output.stats['number_of_regular_files_transferred']
+    assert describe(os.path.join(snapshot_root, r['snapshot_id'], 'media', 'trees', 'media')) == describe(src)
+    # the same --diff lines as rsync's own first copy gives (in the module's order: its copies first)
+    expected = '\n'.join(_media.diff_lines('media', plain))
+    assert sorted(r['diff']['prepared'].split('\n')) == sorted((expected + '\n').split('\n'))
+
+
+def test_a_file_changed_while_copied_is_left_to_rsync(tmp_path, monkeypatch):
+    src = str(tmp_path / 'src')
+    for i in range(3):
+        write(os.path.join(src, 'f%d.bin' % i), b'%d' % i * 1000, mtime=1600000000)
+    real = _media_fill._copy_data
+    calls = []
+
+    def copy_then_touch(src_fd, dest_fd, size):
+        done = real(src_fd, dest_fd, size)
+        calls.append(size)
+        if len(calls) == 2:  # the application rewrites the second file meanwhile
+            os.utime(src_fd, ns=(0, 1700000000 * 10 ** 9))
+        return done
+
+    monkeypatch.setattr(_media_fill, '_copy_data', copy_then_touch)
+    dest = str(tmp_path / 'dest')
+    copies = copy_new(src, dest)
+    assert copies.files == 2 and len(calls) == 3
+    assert sorted(os.listdir(dest)) == ['f0.bin', 'f2.bin'], 'the changed file was removed again'
+    run = run_rsync(snapshot_argv(find_rsync(), src, dest, prefilled=True))
+    assert run.output.stats['number_of_regular_files_transferred'] == 1
+    assert describe(dest) == describe(src)
