@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils._media_fill import CopyFailed, copy_new, link_unchanged
+from ansible_collections.djangoops.maintenance.plugins.module_utils._media_fill import CopyError, copy_new, link_unchanged
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import (
     restore_argv, run_rsync, snapshot_argv)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotError
@@ -174,7 +174,7 @@ def precopy(src, dest, check=None, keep_paths=0):
     that could not even start (rsync then copies everything)."""
     try:
         return copy_new(src, dest, check=check, keep_paths=keep_paths)
-    except CopyFailed as e:
+    except CopyError as e:
         raise SnapshotError(str(e))
     except OSError:
         return None  # ``dest`` was not created

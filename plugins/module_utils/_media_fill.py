@@ -149,7 +149,7 @@ _FATAL = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
 _CHUNK = 1024 * 1024
 
 
-class CopyFailed(Exception):
+class CopyError(Exception):
     """Writing a copy into the snapshot failed (e.g. no space left on device)."""
 
 
@@ -204,11 +204,11 @@ class _Copier(object):
                         self.subdir(entry.name, src_fd, dest_fd, rel + entry.name + '/', depth + 1)
                 elif entry.is_file(follow_symlinks=False):
                     self.file(entry.name, src_fd, dest_fd, rel + entry.name)
-            except CopyFailed:
+            except CopyError:
                 raise
             except OSError as e:
                 if e.errno in _FATAL:
-                    raise CopyFailed('copying %s into the snapshot failed: %s' % (rel + entry.name, e.strerror))
+                    raise CopyError('copying %s into the snapshot failed: %s' % (rel + entry.name, e.strerror))
                 continue  # left to rsync
 
     def subdir(self, name, src_fd, dest_fd, rel, depth):
@@ -280,7 +280,7 @@ def copy_new(src, dest, check=None, keep_paths=0):
     """Create ``dest`` (which must not exist) and copy into it every regular file of ``src`` with one
     link, with all directories. ``check`` is called after each file (the free-space guard; it may
     raise). Returns the copier: ``files``, ``bytes``, ``created`` (paths, directories included, as
-    rsync itemizes a first copy) and up to ``keep_paths`` of those ``paths``. Raises CopyFailed when
+    rsync itemizes a first copy) and up to ``keep_paths`` of those ``paths``. Raises CopyError when
     writing into the snapshot failed, OSError only when ``dest`` was not created."""
     copier = _Copier(os.geteuid() == 0, check, keep_paths)
     fds = []
@@ -292,11 +292,11 @@ def copy_new(src, dest, check=None, keep_paths=0):
             copier.note('.')
             copier.tree(fds[0], fds[1], '', 0)
             copier.attributes(os.fstat(fds[0]), fds[1])
-        except CopyFailed:
+        except CopyError:
             raise
         except OSError as e:
             if e.errno in _FATAL:
-                raise CopyFailed('copying into the snapshot failed: %s' % e.strerror)
+                raise CopyError('copying into the snapshot failed: %s' % e.strerror)
     finally:
         for fd in fds:
             os.close(fd)

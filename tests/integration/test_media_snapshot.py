@@ -259,9 +259,9 @@ def test_space_reserve_and_full_disk_leave_nothing_that_looks_complete(tmp_path)
         r = snap(src, root, space_reserve='3M')
         assert r.failed and 'fell to' in r['msg'] and 'below space_reserve (3145728 bytes)' in r['msg'], r['msg']
         assert os.listdir(root) == [], 'the stopped snapshot must be removed'
-        # without a reserve, rsync runs into the full disk: the same clean failure
+        # without a reserve, the module's own copy (before rsync) runs into the full disk: the same clean failure
         r = snap(src, root, space_reserve='0')
-        assert r.failed and 'No space left on device' in r['msg'], r['msg']
+        assert r.failed and 'into the snapshot failed: No space left on device' in r['msg'], r['msg']
         assert os.listdir(root) == []
         info = run_module('snapshot_info', dict(snapshot_root=root))
         assert info['snapshots'] == [] and info['incomplete'] == []
