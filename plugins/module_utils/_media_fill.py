@@ -53,6 +53,20 @@ def _open_dir(name, dir_fd):
         return None
 
 
+def set_attributes(fd, st, as_root):
+    """Owner and group (as root; otherwise the group where the user may set it, as rsync does), mode,
+    then mtime of ``st`` on the open file or directory ``fd``."""
+    if as_root:
+        os.fchown(fd, st.st_uid, st.st_gid)
+    else:
+        try:
+            os.fchown(fd, -1, st.st_gid)
+        except OSError:
+            pass
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def same_file(src, prev, as_root):
     """Whether rsync would take ``prev`` as an unchanged copy of ``src`` (both lstat results)."""
     return (stat.S_ISREG(src.st_mode) and stat.S_ISREG(prev.st_mode) and src.st_size == prev.st_size
@@ -112,12 +126,8 @@ class _Linker(object):
                 os.close(fd)
 
     def match_dir(self, prev_fd, dest_fd):
-        """The previous copy's owner (as root), mode and mtime on the new directory, mtime last."""
-        st = os.fstat(prev_fd)
-        if self.as_root:
-            os.fchown(dest_fd, st.st_uid, st.st_gid)
-        os.fchmod(dest_fd, stat.S_IMODE(st.st_mode))
-        os.utime(dest_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        """The previous copy's attributes on the new directory."""
+        set_attributes(dest_fd, os.fstat(prev_fd), self.as_root)
 
 
 def link_unchanged(src, prev, dest):
@@ -224,21 +234,10 @@ class _Copier(object):
             fds.append(dest_sub)
             self.note(rel)
             self.tree(src_sub, dest_sub, rel, depth)
-            self.attributes(os.fstat(src_sub), dest_sub)
+            set_attributes(dest_sub, os.fstat(src_sub), self.as_root)
         finally:
             for fd in fds:
                 os.close(fd)
-
-    def attributes(self, st, fd):
-        if self.as_root:
-            os.fchown(fd, st.st_uid, st.st_gid)
-        else:
-            try:
-                os.fchown(fd, -1, st.st_gid)  # rsync keeps the group where the user may
-            except OSError:
-                pass
-        os.fchmod(fd, stat.S_IMODE(st.st_mode))
-        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     def file(self, name, src_fd, dest_fd, rel):
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0),
@@ -255,7 +254,7 @@ class _Copier(object):
                 if copied != before.st_size or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
                         before.st_size, before.st_mtime_ns, before.st_ctime_ns):
                     raise _Changed()
-                self.attributes(before, out)
+                set_attributes(out, before, self.as_root)
             except BaseException:
                 os.close(out)
                 os.unlink(name, dir_fd=dest_fd)
@@ -291,7 +290,7 @@ def copy_new(src, dest, check=None, keep_paths=0):
             fds.append(os.open(dest, _DIR_FLAGS))
             copier.note('.')
             copier.tree(fds[0], fds[1], '', 0)
-            copier.attributes(os.fstat(fds[0]), fds[1])
+            set_attributes(fds[1], os.fstat(fds[0]), copier.as_root)
         except CopyError:
             raise
         except OSError as e:
