@@ -145,8 +145,8 @@ class LockManager(object):
             if before is None or before.get('owner') == p['owner'] or _lock.is_expired(before):
                 return dict(changed=before is None or before.get('owner') != p['owner'], lock_path=path, holder=before)
             raise _lock.LockError('lock %s is held by %s' % (path, _lock.describe(before)), holder=before)
-        if not os.path.isdir(p['lock_dir']):
-            os.makedirs(p['lock_dir'], 0o700)
+        # Several first takers at once may all find no directory: creating it is not the race to win.
+        os.makedirs(p['lock_dir'], 0o700, exist_ok=True)
         deadline = time.monotonic() + p['wait']
         while True:
             try:
