@@ -190,7 +190,7 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     """Copy every present source into ``part`` and record it. Returns (tree records, rsync runs)."""
     watch = guard.check if guard is not None else None
     part.mkdir(TREES_DIR)
-    runs, prefilled = {}, {}
+    runs, filled = {}, {}
     ordered = sorted(plans, key=lambda p: os.fsencode(p['name']))  # SHA256SUMS lines in walk order
     for plan in ordered:
         if plan['missing']:
@@ -199,16 +199,15 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
         dest = part.path_of(os.path.join(TREES_DIR, plan['name']))
         copies = None
         if prev:
-            filled = prelink(plan['resolved'], prev['dir'], dest)
+            filled[plan['name']] = prelink(plan['resolved'], prev['dir'], dest)
         else:
             copies = precopy(plan['resolved'], dest, check=watch, keep_paths=keep_paths)
-            filled = copies.files if copies is not None else None
+            filled[plan['name']] = copies.files if copies is not None else None
         argv = snapshot_argv(rsync, plan['resolved'], dest, link_dest=prev['dir'] if prev else None,
-                             prefilled=filled is not None)
+                             prefilled=filled[plan['name']] is not None)
         run = runs[plan['name']] = run_rsync(argv, keep_paths=keep_paths, allow_vanished=True, watch=watch)
         if copies is not None:
             run.output.add_copies(copies.created, copies.paths, copies.files, copies.bytes)
-        prefilled[plan['name']] = ('prelinked_files' if prev else 'precopied_files', filled)
         if guard is not None:
             guard.check()  # the last file may have been copied after the last report
     sums = part.create(SUMS_NAME) if checksums else None
@@ -216,7 +215,7 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     try:
         for plan in ordered:
             records.append(_record(part, plan, previous.get(plan['name']), runs.get(plan['name']), sums,
-                                   prefilled.get(plan['name'])))
+                                   filled.get(plan['name'])))
     except BaseException:
         if sums is not None:
             sums.discard()
@@ -229,7 +228,7 @@ def take(part, plans, previous, rsync, checksums, keep_paths=0, guard=None):
     return records, runs
 
 
-def _record(part, plan, prev, run, sums, prefilled=None):
+def _record(part, plan, prev, run, sums, filled=None):
     rel_dir = os.path.relpath(part.path_of(os.path.join(TREES_DIR, plan['name'])), part.builder.path)
     rec = dict(name=plan['name'], source=plan['source'], resolved=plan['resolved'], dir=rel_dir,
                missing=plan['missing'])
@@ -248,8 +247,8 @@ def _record(part, plan, prev, run, sums, prefilled=None):
         changed_paths=run.changes,
         link_dest=dict((k, prev[k]) for k in ('snapshot_id', 'part', 'tree')) if prev else None,
     )
-    if prefilled is not None and prefilled[1] is not None:
-        rec[prefilled[0]] = prefilled[1]
+    if filled is not None:  # files the module linked (a previous tree) or copied (none) before rsync
+        rec['prelinked_files' if prev else 'precopied_files'] = filled
     if sums is not None:
         rec.update(hashed_files=hashed, reused_digests=reused)
     return rec

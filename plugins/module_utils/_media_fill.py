@@ -43,7 +43,9 @@ import stat
 
 # Deeper than this, subtrees are left to rsync (a bound on open descriptors and recursion).
 MAX_DEPTH = 64
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
+_CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC  # the roots were resolved by the caller
+_DIR_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
 
 
 def _open_dir(name, dir_fd):
@@ -120,14 +122,10 @@ class _Linker(object):
                 return
             fds.append(dest_sub)
             self.tree(src_sub, prev_sub, dest_sub, depth)
-            self.match_dir(prev_sub, dest_sub)
+            set_attributes(dest_sub, os.fstat(prev_sub), self.as_root)
         finally:
             for fd in fds:
                 os.close(fd)
-
-    def match_dir(self, prev_fd, dest_fd):
-        """The previous copy's attributes on the new directory."""
-        set_attributes(dest_fd, os.fstat(prev_fd), self.as_root)
 
 
 def link_unchanged(src, prev, dest):
@@ -139,13 +137,13 @@ def link_unchanged(src, prev, dest):
     fds = []
     try:
         for path in (src, prev):
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
+            fd = os.open(path, _ROOT_FLAGS)
             fds.append(fd)
         os.mkdir(dest, 0o700)
         try:
             fds.append(os.open(dest, _DIR_FLAGS))
             linker.tree(fds[0], fds[1], fds[2], 0)
-            linker.match_dir(fds[1], fds[2])
+            set_attributes(fds[2], os.fstat(fds[1]), linker.as_root)
         except OSError:
             pass
     finally:
@@ -214,8 +212,6 @@ class _Copier(object):
                         self.subdir(entry.name, src_fd, dest_fd, rel + entry.name + '/', depth + 1)
                 elif entry.is_file(follow_symlinks=False):
                     self.file(entry.name, src_fd, dest_fd, rel + entry.name)
-            except CopyError:
-                raise
             except OSError as e:
                 if e.errno in _FATAL:
                     raise CopyError('copying %s into the snapshot failed: %s' % (rel + entry.name, e.strerror))
@@ -240,13 +236,13 @@ class _Copier(object):
                 os.close(fd)
 
     def file(self, name, src_fd, dest_fd, rel):
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0),
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC,
                      dir_fd=src_fd)
         try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode) or before.st_nlink > 1:
                 return  # not a plain file, or one of a hard-linked group (rsync -H keeps the group)
-            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0),
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC,
                           0o600, dir_fd=dest_fd)
             try:
                 copied = _copy_data(fd, out, before.st_size)
@@ -284,15 +280,13 @@ def copy_new(src, dest, check=None, keep_paths=0):
     copier = _Copier(os.geteuid() == 0, check, keep_paths)
     fds = []
     try:
-        fds.append(os.open(src, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0)))
+        fds.append(os.open(src, _ROOT_FLAGS))
         os.mkdir(dest, 0o700)
         try:
             fds.append(os.open(dest, _DIR_FLAGS))
             copier.note('.')
             copier.tree(fds[0], fds[1], '', 0)
             set_attributes(fds[1], os.fstat(fds[0]), copier.as_root)
-        except CopyError:
-            raise
         except OSError as e:
             if e.errno in _FATAL:
                 raise CopyError('copying into the snapshot failed: %s' % e.strerror)
