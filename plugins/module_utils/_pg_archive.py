@@ -28,7 +28,9 @@ offsets a flag byte and ``offSize`` little-endian bytes.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import threading
 
 MAGIC = b'PGDMP'
@@ -47,8 +49,13 @@ class UnknownLayout(Exception):
     """Not an archive this reader can vouch for: a reason to leave it as it is, never a failure."""
 
 
+class Incomplete(UnknownLayout):
+    """The bytes given end inside the table of contents: more of the archive is needed."""
+
+
 class TocEntry(object):
-    __slots__ = ('dump_id', 'had_dumper', 'desc', 'offset_flag', 'offset', 'offset_at')
+    __slots__ = ('dump_id', 'had_dumper', 'tag', 'desc', 'namespace', 'copy_stmt', 'copy_at', 'copy_end',
+                 'offset_flag', 'offset', 'offset_at')
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -78,7 +85,7 @@ class _Reader(object):
     def take(self, n):
         data = self.f.read(n)
         if len(data) != n:
-            raise UnknownLayout('the archive ends inside its table of contents (at byte %d)' % self.pos)
+            raise Incomplete('the archive ends inside its table of contents (at byte %d)' % self.pos)
         self.pos += n
         return data
 
@@ -90,11 +97,15 @@ class _Reader(object):
         value = int.from_bytes(self.take(self.int_size), 'little')
         return -value if sign else value
 
-    def str(self):
+    def raw(self):
         n = self.int()
         if n < 0:
             return None
-        return self.take(n).decode('utf-8', 'replace')
+        return self.take(n)
+
+    def str(self):
+        data = self.raw()
+        return None if data is None else data.decode('utf-8', 'replace')
 
 
 def read_toc(f):
@@ -126,11 +137,18 @@ def read_toc(f):
         had_dumper = r.int() != 0
         r.str()  # table oid
         r.str()  # oid
-        r.str()  # tag
+        tag = r.raw()
         desc = r.str()
         r.int()  # section
-        for dummy in range(6 if version >= (1, 14) else 5):  # defn, dropStmt, copyStmt, namespace, tablespace,
-            r.str()                                       # and since 1.14 tableam
+        r.str()  # defn
+        r.str()  # dropStmt
+        copy_at = r.pos
+        copy_stmt = r.raw()
+        copy_end = r.pos
+        namespace = r.raw()
+        r.str()  # tablespace
+        if version >= (1, 14):
+            r.str()  # tableam
         if version >= (1, 16):
             r.int()  # relkind
         r.str()  # owner
@@ -140,8 +158,9 @@ def read_toc(f):
         offset_at = r.pos
         flag = r.byte()
         offset = int.from_bytes(r.take(off_size), 'little')
-        entries.append(TocEntry(dump_id=dump_id, had_dumper=had_dumper, desc=desc, offset_flag=flag, offset=offset,
-                                offset_at=offset_at))
+        entries.append(TocEntry(dump_id=dump_id, had_dumper=had_dumper, tag=tag, desc=desc, namespace=namespace,
+                                copy_stmt=copy_stmt, copy_at=copy_at, copy_end=copy_end, offset_flag=flag,
+                                offset=offset, offset_at=offset_at))
     return Toc(version, r.int_size, off_size, compressed, entries, r.pos)
 
 
@@ -252,3 +271,72 @@ class BlockScan(threading.Thread):
         self.writer_done.set()
         self.join()
         return self.block_starts
+
+
+# -- loading table data frozen ----------------------------------------------------------------------
+# pg_dump's COPY statement for a table's data: "COPY <schema>.<table> (<columns>) FROM stdin;\n", the
+# names quoted by fmtId (bare only when made of lower-case letters, digits and underscores).
+_COPY_HEAD = re.compile(rb'COPY ((?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\.(?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)) ')
+_COPY_TAIL = b' FROM stdin;\n'
+
+
+def _unquote(part):
+    return part[1:-1].replace(b'""', b'"') if part.startswith(b'"') else part
+
+
+def _split_qualified(name):
+    """(schema, table) of a qualified name as fmtQualifiedId writes it."""
+    m = re.match(rb'("(?:[^"]|"")+"|[^".]+)\.("(?:[^"]|"")+"|[^".]+)$', name)
+    return (_unquote(m.group(1)), _unquote(m.group(2))) if m else None
+
+
+def frozen_copy_statement(entry, created):
+    """The statements that load ``entry``'s data frozen (``TRUNCATE ONLY`` then ``COPY ... WITH
+    (FREEZE)``, which PostgreSQL runs as one implicit transaction), or None where that cannot be done
+    safely: not a table's data; a table the archive does not create itself (``created``: the (schema,
+    name) of its TABLE entries), such as an extension's configuration table, which CREATE EXTENSION may
+    already have filled, or a foreign table, whose TRUNCATE would empty the remote one; or a COPY into
+    another table than the entry's own (pg_dump --load-via-partition-root loads a partition's rows
+    through its root)."""
+    stmt = entry.copy_stmt
+    if entry.desc != 'TABLE DATA' or not stmt or not stmt.endswith(_COPY_TAIL):
+        return None
+    if (entry.namespace, entry.tag) not in created:
+        return None
+    m = _COPY_HEAD.match(stmt)
+    if not m or _split_qualified(m.group(1)) != (entry.namespace, entry.tag):
+        return None
+    return b'TRUNCATE ONLY %s;\n%s WITH (FREEZE);\n' % (m.group(1), stmt[:-len(';\n')])
+
+
+def _encode_str(data, int_size):
+    return b'\x00' + len(data).to_bytes(int_size, 'little') + data
+
+
+def freeze_copies(head):
+    """``head`` (the first bytes of a custom-format archive, at least its table of contents) with every
+    table's COPY statement replaced by ``frozen_copy_statement``: ``(new head, number of tables,
+    None)``, or ``(head, 0, reason)`` when it is left as it is. Raises Incomplete when ``head`` ends
+    inside the table of contents, UnknownLayout when it is no archive this reader knows.
+
+    A table loaded with COPY FREEZE right after TRUNCATE in the same transaction is written with its
+    rows already frozen and marked visible; loaded without, the first pass that reads it afterwards
+    (the index builds, the foreign key checks, ANALYZE) sets a hint bit on every row and writes every
+    page again. Only for a database the restore has just created: TRUNCATE empties the table."""
+    toc = read_toc(io.BytesIO(head))
+    if any(e.offset_flag == OFFSET_SET for e in toc.data_entries):
+        return head, 0, 'the archive records data offsets, which the longer statements would move'
+    created = set((e.namespace, e.tag) for e in toc.entries if e.desc == 'TABLE')
+    out, last, count = bytearray(), 0, 0
+    for e in toc.entries:
+        new = frozen_copy_statement(e, created)
+        if new is None:
+            continue
+        out += head[last:e.copy_at]
+        out += _encode_str(new, toc.int_size)
+        last = e.copy_end
+        count += 1
+    if not count:
+        return head, 0, 'no table data loaded with COPY'
+    out += head[last:]
+    return bytes(out), count, None

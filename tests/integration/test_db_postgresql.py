@@ -178,6 +178,60 @@ def test_a_piped_dump_gets_the_data_offsets_pg_dump_writes_into_a_file(pg_server
     assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
 
 
+@pytest.mark.parametrize('jobs', [1, 2])
+def test_a_restore_into_a_new_database_loads_every_table_frozen(pg_server, shop, snapshot_root, extra_db, jobs):
+    """The rows are written frozen and all-visible by the load itself (COPY FREEZE after TRUNCATE), so
+    no later pass (index builds, foreign key checks, ANALYZE, the first queries) rewrites every page:
+    two workers from the decompressed file, and one from the stream."""
+    r = snap(pg_server, shop, snapshot_root)
+    assert not r.failed, r
+    res = restore(pg_server, extra_db, snapshot_root, create=True, jobs=jobs)
+    assert not res.failed, res
+    assert 'tables loaded frozen (TRUNCATE ONLY, then COPY ... WITH (FREEZE)): 6' in res['commands'], res['commands']
+    assert res['tables_match'] is True
+    assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+    assert schema_dump(pg_server, extra_db) == schema_dump(pg_server, shop)
+    with pg_server.connect(extra_db) as con:
+        # relallvisible: ANALYZE (db_restore runs it) counts the pages the visibility map marks all-visible
+        pages = con.execute("SELECT n.nspname || '.' || c.relname, c.relpages, c.relallvisible FROM pg_class c "
+                            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+                            "AND n.nspname IN ('public', 'billing', 'audit') ORDER BY 1").fetchall()
+    assert len(pages) == 6 and all(n > 0 for dummy, n, dummy2 in pages), pages
+    assert [(t, n) for t, n, visible in pages if visible != n] == [], pages
+
+
+@pytest.mark.parametrize('jobs', [1, 2])
+def test_partitions_and_inherited_tables_keep_every_row_when_loaded_frozen(
+        pg_server, shop, snapshot_root, extra_db, jobs):
+    """TRUNCATE ONLY touches the one table being loaded: a partition's or a child's rows, loaded before or
+    after its parent's, all survive."""
+    with pg_server.connect(shop) as con:
+        for statement in (
+                'CREATE TABLE public.reading (at date NOT NULL, v int) PARTITION BY RANGE (at)',
+                "CREATE TABLE public.reading_2025 PARTITION OF public.reading FOR VALUES FROM ('2025-01-01') "
+                "TO ('2026-01-01')",
+                "CREATE TABLE public.reading_2026 PARTITION OF public.reading FOR VALUES FROM ('2026-01-01') "
+                "TO ('2027-01-01')",
+                "INSERT INTO public.reading SELECT d, 1 FROM generate_series('2025-06-01'::date, '2026-06-01', "
+                "'1 day') d",
+                'CREATE TABLE public.note (id int, body text)',
+                'CREATE TABLE public.urgent_note (level int) INHERITS (public.note)',
+                "INSERT INTO public.note SELECT g, 'n' FROM generate_series(1, 300) g",
+                "INSERT INTO public.urgent_note SELECT g, 'u', 1 FROM generate_series(1, 200) g"):
+            con.execute(statement)
+    r = snap(pg_server, shop, snapshot_root)
+    assert not r.failed, r
+    res = restore(pg_server, extra_db, snapshot_root, create=True, jobs=jobs)
+    assert not res.failed, res
+    assert 'tables loaded frozen (TRUNCATE ONLY, then COPY ... WITH (FREEZE)): 10' in res['commands'], res['commands']
+    assert res['tables_match'] is True
+    assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+    with pg_server.connect(extra_db) as con:
+        counts = [con.execute('SELECT count(*) FROM ' + t).fetchone()[0]
+                  for t in ('public.reading', 'ONLY public.note', 'public.note', 'public.urgent_note')]
+    assert counts == [366, 300, 500, 200]
+
+
 def test_a_dump_with_large_objects_restores_without_offsets(pg_server, shop, tmp_path, snapshot_root):
     # binary data holding the very bytes the block search looks for
     with pg_server.connect(shop) as con:
