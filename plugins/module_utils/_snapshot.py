@@ -127,24 +127,36 @@ def _syncfs(path):
     return True
 
 
-def fsync_tree(path):
+# A part (other than a database's) with more files than this is made durable with one syncfs(2).
+SYNCFS_ABOVE_FILES = 256
+
+
+def fsync_tree(path, syncfs_above=SYNCFS_ABOVE_FILES):
     """Make every regular file and directory below ``path`` durable (files written by other tools).
 
-    On Linux one syncfs(2): each fsync(2) costs a disk cache flush even for a file that is already
-    clean, and a media tree has thousands of files (hard-linked ones among them), so fsyncing them
-    one by one took longer than copying them. Elsewhere, every file and directory is fsynced."""
-    if _syncfs(path):
-        return
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            p = os.path.join(dirpath, name)
-            if os.path.islink(p):
-                continue
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    A tree of a few files, and any database part (``syncfs_above=None``: a directory-format dump has a
+    file per table), is fsynced file by file: syncfs(2) would also write back whatever else is dirty on
+    that file system, and on a database host that is the server's own data files and WAL. A large tree
+    (media) gets one syncfs(2) on Linux: each fsync(2) costs a disk cache flush even for a file that is
+    already clean, and a media tree has thousands of files (hard-linked ones among them), so fsyncing
+    them one by one took longer than copying them."""
+    files, dirs, tried = [], [], False
+    for dirpath, dummy, names in os.walk(path):
+        dirs.append(dirpath)
+        files.extend(os.path.join(dirpath, name) for name in names)
+        if syncfs_above is not None and len(files) > syncfs_above and not tried:
+            if _syncfs(path):
+                return
+            tried = True  # no syncfs(2) here: every file is fsynced
+    for p in files:
+        if os.path.islink(p):
+            continue
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for dirpath in dirs:
         fsync_dir(dirpath)
 
 
@@ -259,7 +271,7 @@ class PartWriter(object):
         """Seal the part: fsync its files and write its metadata. ``meta`` must say ``kind``."""
         if 'kind' not in meta:
             raise ValueError('part metadata needs a kind')
-        fsync_tree(self.dir)
+        fsync_tree(self.dir, syncfs_above=None if meta['kind'] == 'database' else SYNCFS_ABOVE_FILES)
         record = dict(meta)
         record['files'] = sorted(self.files, key=lambda f: f['path'])
         # A part may state its own size (a media tree is not listed file by file in the manifest).

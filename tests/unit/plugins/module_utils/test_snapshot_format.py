@@ -219,3 +219,37 @@ def test_latest_is_by_completion_time(tmp_path):
     second.finalize()
     assert [s.id for s in store.list()] == ['zzz-old', 'aaa-new']
     assert store.load('latest').id == 'aaa-new'
+
+
+@pytest.mark.parametrize('kind, files, syncfs_exists, want_syncfs, want_fsyncs', [
+    ('media', 3, True, 0, 3 + 2),          # a few files: each file and directory, one by one
+    ('media', 300, True, 1, 0),            # a media tree: one syncfs(2)
+    ('media', 300, False, 1, 300 + 2),     # no syncfs(2) on this system: every file and directory
+    ('database', 300, True, 0, 300 + 2),   # a database part, however many files: never syncfs(2)
+])
+def test_a_database_or_small_part_is_fsynced_file_by_file_and_never_syncs_the_whole_file_system(
+        tmp_path, monkeypatch, kind, files, syncfs_exists, want_syncfs, want_fsyncs):
+    """syncfs(2) would also write back whatever else is dirty on the file system: on a database host, the
+    server's own files. (Files a tool wrote into the part, as pg_dump writes a directory dump.)"""
+    from ansible_collections.djangoops.maintenance.plugins.module_utils import _snapshot as S
+    part = SnapshotStore(str(tmp_path / 'root')).begin().part('p')
+    os.mkdir(part.path_of('sub'))
+    for n in range(files):
+        rel = os.path.join('sub' if n % 2 else '', 'f%d' % n)
+        with open(part.path_of(rel), 'wb') as f:
+            f.write(b'x')
+        part.add_existing(rel)
+    calls = {'syncfs': 0, 'fsync': 0}
+
+    def syncfs(path):
+        calls['syncfs'] += 1
+        return syncfs_exists
+
+    def fsync(fd):
+        calls['fsync'] += 1
+
+    monkeypatch.setattr(S, '_syncfs', syncfs)
+    monkeypatch.setattr(S.os, 'fsync', fsync)
+    part.commit({'kind': kind})
+    # the part's files and its two directories; then the metadata file and its directory
+    assert (calls['syncfs'], calls['fsync']) == (want_syncfs, want_fsyncs + 2)
