@@ -218,7 +218,8 @@ class PgLoader(object):
         self.run(items, stdin, opts)
 
     def parallel(self, meta, source, database, role, opts, scratch_root, jobs, as_superuser=False):
-        """pg_restore with ``jobs`` workers into an empty database."""
+        """pg_restore with ``jobs`` workers into a database created for this restore: a compressed custom
+        dump goes through a FreezeFilter, whose TRUNCATE before each table's COPY is only safe there."""
         fmt = meta['format']
         streamed = bool(self.chain(meta, opts))
         lists = None
