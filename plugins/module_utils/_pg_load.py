@@ -213,9 +213,15 @@ class PgLoader(object):
             self.run(reader + [self.pg_restore(['--file=' + extensions_sql] + args, toc=lists[0])], stdin, opts)
             files.append(extensions_sql)
             toc = lists[1]
+        # Every table the archive creates is created in this transaction: loading it frozen is safe.
+        freeze = FreezeFilter() if items and fmt == 'custom' else None
+        if freeze:
+            items.append(freeze)
         items.append(self.pg_restore(['--file=-'] + args, role=role, toc=toc))
         items.append(self.psql(database, files))
         self.run(items, stdin, opts)
+        if freeze:
+            self.record(freeze.describe())
 
     def parallel(self, meta, source, database, role, opts, scratch_root, jobs, as_superuser=False):
         """pg_restore with ``jobs`` workers into a database created for this restore: a compressed custom
