@@ -276,18 +276,13 @@ class BlockScan(threading.Thread):
 # -- loading table data frozen ----------------------------------------------------------------------
 # pg_dump's COPY statement for a table's data: "COPY <schema>.<table> (<columns>) FROM stdin;\n", the
 # names quoted by fmtId (bare only when made of lower-case letters, digits and underscores).
-_COPY_HEAD = re.compile(rb'COPY ((?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\.(?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)) ')
+_NAME = rb'("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)'
+_COPY_HEAD = re.compile(rb'COPY (' + _NAME + rb'\.' + _NAME + rb') ')
 _COPY_TAIL = b' FROM stdin;\n'
 
 
 def _unquote(part):
     return part[1:-1].replace(b'""', b'"') if part.startswith(b'"') else part
-
-
-def _split_qualified(name):
-    """(schema, table) of a qualified name as fmtQualifiedId writes it."""
-    m = re.match(rb'("(?:[^"]|"")+"|[^".]+)\.("(?:[^"]|"")+"|[^".]+)$', name)
-    return (_unquote(m.group(1)), _unquote(m.group(2))) if m else None
 
 
 def frozen_copy_statement(entry, created):
@@ -304,7 +299,7 @@ def frozen_copy_statement(entry, created):
     if (entry.namespace, entry.tag) not in created:
         return None
     m = _COPY_HEAD.match(stmt)
-    if not m or _split_qualified(m.group(1)) != (entry.namespace, entry.tag):
+    if not m or (_unquote(m.group(2)), _unquote(m.group(3))) != (entry.namespace, entry.tag):
         return None
     return b'TRUNCATE ONLY %s;\n%s WITH (FREEZE);\n' % (m.group(1), stmt[:-len(';\n')])
 

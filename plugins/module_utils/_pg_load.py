@@ -165,6 +165,16 @@ class PgLoader(object):
 
     # -- pieces ------------------------------------------------------------------------------
     @staticmethod
+    def freeze_filter(items, fmt):
+        """Append a FreezeFilter to ``items`` when they stream a custom-format archive, and return it (None
+        otherwise). Only for a load into tables the restore itself creates (see FreezeFilter)."""
+        if not items or fmt != 'custom':
+            return None
+        freeze = FreezeFilter()
+        items.append(freeze)
+        return freeze
+
+    @staticmethod
     def chain(meta, opts, partial=False):
         """Decryptor and decompressor in front of pg_restore/psql; for a pass that reads only the start
         of the archive (``partial``), the reader hanging up early (SIGPIPE) is expected. A directory
@@ -214,9 +224,7 @@ class PgLoader(object):
             files.append(extensions_sql)
             toc = lists[1]
         # Every table the archive creates is created in this transaction: loading it frozen is safe.
-        freeze = FreezeFilter() if items and fmt == 'custom' else None
-        if freeze:
-            items.append(freeze)
+        freeze = self.freeze_filter(items, fmt)
         items.append(self.pg_restore(['--file=-'] + args, role=role, toc=toc))
         items.append(self.psql(database, files))
         self.run(items, stdin, opts)
@@ -260,10 +268,7 @@ class PgLoader(object):
         custom-format stream that holds the data goes through a FreezeFilter (the database is new)."""
         items = [] if plain_file else self.chain(meta, opts, partial=bool(sections))
         args, stdin = self._archive(meta['format'], source, items)
-        freeze = None
-        if items and meta['format'] == 'custom' and (not sections or 'data' in sections):
-            freeze = FreezeFilter()
-            items.append(freeze)
+        freeze = self.freeze_filter(items, meta['format']) if not sections or 'data' in sections else None
         workers = ['--jobs=%d' % jobs] if jobs > 1 else []
         items.append(self.pg_restore(workers + ['--section=' + s for s in sections] + args, database, role=role,
                                      toc=toc))
@@ -293,15 +298,14 @@ class PgLoader(object):
             scan = BlockScan(plain) if meta['format'] == 'custom' else None
             if scan:
                 scan.start()
-            freeze = FreezeFilter() if scan else None
             try:
                 reader = self.chain(meta, opts)
                 self.record(' | '.join(display(s.argv) for s in reader) + ' < %s > %s' % (source, plain))
+                freeze = self.freeze_filter(reader, meta['format'])
                 if freeze:
                     fd = os.open(plain, os.O_WRONLY)
                     try:
-                        run_pipeline(reader + [freeze], stdin_path=source, sink=_FileSink(fd),
-                                     timeout=opts.get('timeout'))
+                        run_pipeline(reader, stdin_path=source, sink=_FileSink(fd), timeout=opts.get('timeout'))
                     finally:
                         os.close(fd)
                 else:
