@@ -25,8 +25,9 @@ description:
     and O(jobs) workers, plain dumps with C(psql -v ON_ERROR_STOP=1 --single-transaction); then C(ANALYZE).
     A compressed custom dump loads every table the dump creates frozen (the new database's, or in place in
     the one transaction that created it again) - the module rewrites its C(COPY) statement, as the stream
-    passes, into C(TRUNCATE ONLY) and C(COPY ... WITH (FREEZE)) in one transaction - so no later pass (index builds, foreign-key checks, C(ANALYZE), the
-    application's first queries) rewrites every page to set hint bits (see docs/engines/postgresql.md).
+    passes, into C(TRUNCATE ONLY) and a C(COPY) with the C(FREEZE) option, in one transaction - so no later
+    pass (index builds, foreign-key checks, C(ANALYZE), the application's first queries) rewrites every page
+    to set hint bits (see docs/engines/postgresql.md).
     MySQL/MariaDB - the database is dropped and re-created with its recorded character
     set and collation and the dump is streamed into the client, stopping at the first error; MySQL cannot roll back
     DDL, so a failure part-way leaves the target partly restored, and the error says so (run the restore again).
