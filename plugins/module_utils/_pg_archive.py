@@ -317,7 +317,8 @@ def freeze_copies(head):
     A table loaded with COPY FREEZE right after TRUNCATE in the same transaction is written with its
     rows already frozen and marked visible; loaded without, the first pass that reads it afterwards
     (the index builds, the foreign key checks, ANALYZE) sets a hint bit on every row and writes every
-    page again. Only for a database the restore has just created: TRUNCATE empties the table."""
+    page again. Only where the restore itself has just created the tables (a new database, or the one
+    transaction of an in-place restore): TRUNCATE empties the table."""
     toc = read_toc(io.BytesIO(head))
     if any(e.offset_flag == OFFSET_SET for e in toc.data_entries):
         return head, 0, 'the archive records data offsets, which the longer statements would move'

@@ -25,6 +25,10 @@ from support.pg_data import content_digest, databases, make_shop, mutate, schema
 from support.watch import assert_secret_absent, run_module_traced
 
 
+# what db_restore records when it loaded N tables frozen
+FROZEN = 'tables loaded frozen (TRUNCATE ONLY, then COPY ... WITH (FREEZE)): %d'
+
+
 def snap(server, database, root, **kw):
     args = dict(server.conn_args(database), snapshot_root=root)
     args.update(kw)
@@ -109,7 +113,7 @@ def test_round_trip_is_exact(pg_server, shop, snapshot_root, dump_opts, restore_
     assert sorted(os.listdir(snapshot_root)) == [r['snapshot_id']], 'no decompression leftovers'
     # a compressed custom dump is loaded frozen, the new database's or the emptied one's (one transaction)
     frozen = dump_opts['format'] == 'custom' and dump_opts['compression'] != 'none'
-    assert ('tables loaded frozen (TRUNCATE ONLY, then COPY ... WITH (FREEZE)): 6' in r2['commands']) is frozen
+    assert (FROZEN % 6 in r2['commands']) is frozen
     if frozen:
         assert not_all_visible(pg_server, shop) == []
 
@@ -195,18 +199,24 @@ def test_a_piped_dump_gets_the_data_offsets_pg_dump_writes_into_a_file(pg_server
     assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
 
 
+def restored_frozen(pg_server, shop, snapshot_root, extra_db, jobs, tables):
+    """Snapshot ``shop``, restore it into the new database ``extra_db`` with ``jobs`` workers, and check that
+    ``tables`` tables were loaded frozen and hold exactly the snapshot's rows."""
+    r = snap(pg_server, shop, snapshot_root)
+    assert not r.failed, r
+    res = restore(pg_server, extra_db, snapshot_root, create=True, jobs=jobs)
+    assert not res.failed, res
+    assert FROZEN % tables in res['commands'], res['commands']
+    assert res['tables_match'] is True
+    assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+
+
 @pytest.mark.parametrize('jobs', [1, 2])
 def test_a_restore_into_a_new_database_loads_every_table_frozen(pg_server, shop, snapshot_root, extra_db, jobs):
     """The rows are written frozen and all-visible by the load itself (COPY FREEZE after TRUNCATE), so
     no later pass (index builds, foreign key checks, ANALYZE, the first queries) rewrites every page:
     two workers from the decompressed file, and one from the stream."""
-    r = snap(pg_server, shop, snapshot_root)
-    assert not r.failed, r
-    res = restore(pg_server, extra_db, snapshot_root, create=True, jobs=jobs)
-    assert not res.failed, res
-    assert 'tables loaded frozen (TRUNCATE ONLY, then COPY ... WITH (FREEZE)): 6' in res['commands'], res['commands']
-    assert res['tables_match'] is True
-    assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+    restored_frozen(pg_server, shop, snapshot_root, extra_db, jobs, 6)
     assert schema_dump(pg_server, extra_db) == schema_dump(pg_server, shop)
     assert not_all_visible(pg_server, extra_db) == []
 
@@ -230,13 +240,7 @@ def test_partitions_and_inherited_tables_keep_every_row_when_loaded_frozen(
                 "INSERT INTO public.note SELECT g, 'n' FROM generate_series(1, 300) g",
                 "INSERT INTO public.urgent_note SELECT g, 'u', 1 FROM generate_series(1, 200) g"):
             con.execute(statement)
-    r = snap(pg_server, shop, snapshot_root)
-    assert not r.failed, r
-    res = restore(pg_server, extra_db, snapshot_root, create=True, jobs=jobs)
-    assert not res.failed, res
-    assert 'tables loaded frozen (TRUNCATE ONLY, then COPY ... WITH (FREEZE)): 10' in res['commands'], res['commands']
-    assert res['tables_match'] is True
-    assert content_digest(pg_server, extra_db) == content_digest(pg_server, shop)
+    restored_frozen(pg_server, shop, snapshot_root, extra_db, jobs, 10)
     with pg_server.connect(extra_db) as con:
         counts = [con.execute('SELECT count(*) FROM ' + t).fetchone()[0]
                   for t in ('public.reading', 'ONLY public.note', 'public.note', 'public.urgent_note')]
