@@ -130,6 +130,21 @@ ensure_django_venvs() {
   done
 }
 
+# The oldest supported ansible-core (meta/runtime.yml requires_ansible) as a second controller in a venv
+# of its own, for the test that runs the deploy playbook with it.
+OLDEST_ANSIBLE_VENV=$BUILD/ansible-oldest
+
+ensure_oldest_ansible_venv() {
+  local req=$REPO/tests/requirements-oldest-ansible.txt stamp=$OLDEST_ANSIBLE_VENV/.requirements.sha256 want
+  want=$(sha256sum <"$req" | cut -d' ' -f1)
+  [[ -x $OLDEST_ANSIBLE_VENV/bin/ansible-playbook && -f $stamp && $(cat "$stamp") == "$want" ]] && return 0
+  log "creating $OLDEST_ANSIBLE_VENV ($(grep -v '^#' "$req" | tr '\n' ' '))"
+  rm -rf "$OLDEST_ANSIBLE_VENV"
+  "$PYTHON" -m venv "$OLDEST_ANSIBLE_VENV"
+  "$OLDEST_ANSIBLE_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+  echo "$want" >"$stamp"
+}
+
 activate_env() {
   export PATH=$VENV/bin:$PATH
   export ANSIBLE_COLLECTIONS_PATH=$COLLECTIONS_PATH

@@ -10,6 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 ensure_apt_packages
 ensure_venv
 ensure_django_venvs   # before pytest: its two workers must not both build them
+ensure_oldest_ansible_venv
 link_collection
 activate_env
 cd "$REPO"
