@@ -25,6 +25,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysq
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
     Engine, EngineError, alongside, encryption_record, input_chain, output_chain, parse_version, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._mysql_definers import DefinerRewriter
+from ansible_collections.djangoops.maintenance.plugins.module_utils._mysql_load import ParallelSqlLoader
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
     Step, TailTap, ToolError, find_tool, run, run_pipeline)
 
@@ -343,10 +344,11 @@ class MySQLEngine(Engine):
         return meta
 
     # -- restore -----------------------------------------------------------------------------
-    def client_argv(self, info, database):
+    def client_argv(self, info, database, unbuffered=False):
+        # --unbuffered: the parallel loader reads the main client's answers as they come (see _mysql_load)
         return self.tool_argv(info, '--batch', '--default-character-set=utf8mb4', MAX_PACKET,
                               '--connect-timeout=%d' % (self.conn.get('connect_timeout') or 10),
-                              '--database=%s' % database)
+                              *(['--unbuffered'] if unbuffered else []), '--database=%s' % database)
 
     def check_definers(self, part_meta, mode, current_user):
         """With definers kept, every recorded definer must exist on the target server: one that does
@@ -395,15 +397,40 @@ class MySQLEngine(Engine):
             items.append(Step([find_tool('cat')], name='cat'))  # a pipeline starts with a process
         if rewriter is not None:
             items.append(rewriter)
-        items.append(Step(self.client_argv(info, target), error_patterns=_CLIENT_ERRORS, name=info.name))
-        self.record(' | '.join(i.display() for i in items if isinstance(i, Step)))
+        jobs = max(1, opts.get('jobs') or 1)
+
+        def client_step(main=True):
+            return Step(self.client_argv(info, target, unbuffered=main and jobs > 1), error_patterns=_CLIENT_ERRORS,
+                        name=info.name)
+
+        loader = None
+        if jobs > 1:
+            if not items:
+                items.append(Step([find_tool('cat')], name='cat'))  # a pipeline starts with a process
+            loader = ParallelSqlLoader(client_step, jobs, self.record)
+            self.record(' | '.join(i.display() for i in items if isinstance(i, Step)) + ' | ' +
+                        client_step().display() + ' (the rows of a table with more than one INSERT statement on %d '
+                        'more clients at once)' % jobs)
+        else:
+            items.append(client_step())
+            self.record(' | '.join(i.display() for i in items if isinstance(i, Step)))
         try:
-            run_pipeline(items, stdin_path=snapshot.file_path(part_meta['files'][0]), timeout=opts.get('timeout'))
+            try:
+                run_pipeline(items, stdin_path=snapshot.file_path(part_meta['files'][0]), sink=loader,
+                             timeout=opts.get('timeout'))
+                if loader is not None:
+                    loader.finish()
+            except BaseException:
+                if loader is not None:
+                    loader.abort()
+                raise
         except ToolError as e:
             raise ToolError('restore of snapshot %s into database %s failed, and the database is now PARTLY restored '
                             '(MySQL and MariaDB cannot roll back DDL): %s. Fix the cause and run the restore again; '
                             'the snapshot is unchanged.' % (snapshot.id, target, e),
                             command=e.command, rc=e.rc, stderr=e.stderr)
+        if loader is not None:
+            self.record(loader.describe())
         details = {'database': target, 'mysql_definers': mode, 'charset': part_meta.get('charset'),
                    'collation': part_meta.get('collation')}
         if rewriter is not None:

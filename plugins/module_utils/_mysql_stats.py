@@ -87,6 +87,9 @@ def table_stats(cur, schema, mode):
     transaction (the caller opens a consistent snapshot first when it matters)."""
     if mode == 'none':
         return {}
+    # A TIMESTAMP prints in the session's zone: pinned to UTC, so the digest of the same row is the same on
+    # a server in another zone, or after the server's zone changed (the dump writes UTC too).
+    cur.execute("SET SESSION time_zone = '+00:00'")
     tables = base_tables(cur, schema)
     columns = columns_of(cur, schema) if mode == 'checksums' else {}
     stats = {}

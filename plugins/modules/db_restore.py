@@ -64,6 +64,11 @@ options:
         the largest first. Without room for it, or with O(jobs=1), the dump is streamed into a single
         C(pg_restore).
       - Not used for loading by O(pg_clean=schemas) or plain dumps, which restore in one transaction.
+      - MySQL and MariaDB - the rows of a table whose dump holds more than one C(INSERT) statement, which is
+        any table of more than about 1 MiB, are loaded by this many more clients at once, each with the dump's
+        session settings; the main client creates the table first and goes on, for example to the table's
+        triggers, only when they are done. The server parses and inserts on several threads instead of one.
+        With O(jobs=1) one client loads everything, as C(mysql < dump) would.
       - After loading, PostgreSQL runs C(ANALYZE) and reads the table statistics O(verify_tables) compares on
         this many connections at once, whatever the format.
     type: int

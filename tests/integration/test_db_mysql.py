@@ -321,6 +321,86 @@ def test_sql_error_midway_says_the_target_is_partial(mariadb_server, shop, snaps
     assert res['failed_command'].split()[1].startswith('--defaults-extra-file=')
 
 
+def test_large_tables_load_on_parallel_clients_and_the_round_trip_is_exact(mariadb_server, mysql_db, snapshot_root):
+    """Tables whose dump holds more than one INSERT statement are loaded by `jobs` clients at once. What must
+    hold for that: each client has the dump's session settings (an id 0 kept by NO_AUTO_VALUE_ON_ZERO, TIMESTAMP
+    values read in UTC while the server's zone is not), and no trigger exists while the rows go in (product's
+    AFTER INSERT trigger would add rows to audit_log)."""
+    server, db = mariadb_server, mysql_db
+    make_shop(server, db, customers=12000, products=300, orders=30000)
+    con = server.connect(db)
+    try:
+        with con.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
+            cur.execute("INSERT INTO customer (id, email, seen) VALUES (0, 'zero@example.org', '2026-03-04 05:06:07')")
+    finally:
+        con.close()
+    zone = server.sql('SELECT @@GLOBAL.time_zone')[0][0]
+    server.sql("SET GLOBAL time_zone = '+05:00'")  # this worker's own server; put back below
+    try:
+        before_schema, before_rows = schema(server, db), content_digest(server, db)
+        audit_rows = server.sql('SELECT COUNT(*) FROM audit_log', database=db)[0][0]
+        r = snap(server, db, snapshot_root, table_stats='checksums')
+        assert not r.failed, r
+        mutate(server, db)
+        res = restore(server, db, snapshot_root, snapshot_id=r['snapshot_id'])
+        assert not res.failed, res.get('msg')
+        loaded = [c for c in res['commands'] if c.startswith('rows loaded by 2 clients at once for ')]
+        assert len(loaded) == 1, res['commands']
+        for table in ('`customer`', '`product`', '`order`', '`order_item`'):
+            assert table + ' (' in loaded[0], loaded  # each in more than one statement, so in parallel
+        assert '`legacy_note`' not in loaded[0]  # one statement: the main client's
+        assert res['tables_match'] is True
+        assert schema(server, db) == before_schema
+        assert content_digest(server, db) == before_rows
+        assert server.sql('SELECT COUNT(*) FROM audit_log', database=db)[0][0] == audit_rows
+        assert server.sql('SELECT email FROM customer WHERE id = 0', database=db) == (('zero@example.org',),)
+        # the trigger is back once the rows are in
+        server.sql("INSERT INTO product (sku, title) VALUES ('T-2', 'triggered')", database=db)
+        assert server.sql("SELECT COUNT(*) FROM audit_log WHERE msg = 'product T-2'", database=db)[0][0] == 1
+    finally:
+        server.sql("SET GLOBAL time_zone = %s", params=(zone,))
+
+
+def _find_restore_worker(db, deadline):
+    """pid of a client loading rows into ``db`` for the parallel restore (not the main one: --unbuffered)."""
+    while time.monotonic() < deadline:
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit():
+                continue
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    argv = f.read().split(b'\0')
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b'mariadb') and ('--database=' + db).encode() in argv \
+                    and b'--unbuffered' not in argv:
+                return int(pid)
+        time.sleep(0.005)
+    return None
+
+
+def test_a_parallel_client_killed_midway_fails_the_restore_clearly(mariadb_server, mysql_db, snapshot_root):
+    server, db = mariadb_server, mysql_db
+    fill_blobs(server, db, 48)  # 48 rows of 1 MiB: one INSERT statement each, so loaded in parallel
+    r = snap(server, db, snapshot_root)
+    assert not r.failed, r
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(res=restore(server, db, snapshot_root)))
+    thread.start()
+    pid = _find_restore_worker(db, time.monotonic() + 60)
+    assert pid, 'no parallel client seen'
+    os.kill(pid, 9)
+    thread.join(120)
+    assert not thread.is_alive(), 'the restore hangs after a client died'
+    res = outcome['res']
+    assert res.failed and 'PARTLY restored' in res['msg'], res['msg']
+    assert 'killed by signal 9' in res['msg'], res['msg']
+    # the snapshot is unchanged and a second restore completes
+    again = restore(server, db, snapshot_root)
+    assert not again.failed and again['tables_match'] is True, again
+
+
 def _engine(server, db):
     sys.path.insert(0, COLLECTIONS_PATH)
     from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_mysql import MySQLEngine
