@@ -19,7 +19,7 @@ import yaml
 
 from support.demo_shop import DemoShop
 from support.django_project import django_venvs  # noqa: F401  pylint: disable=unused-import
-from support.modules import COLLECTIONS_PATH, REPO, ensure_collection_link
+from support.modules import REPO, run_playbook
 
 pytestmark = pytest.mark.slow
 
@@ -53,13 +53,8 @@ def test_the_second_controller_is_the_claimed_minimum(oldest_ansible):  # pylint
 
 
 def deploy(bindir, inventory, release, reports):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false',
-               ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='false', DJANGOOPS_REPORT_DIR=reports)
-    env.pop('ANSIBLE_CONFIG', None)
-    return subprocess.run([os.path.join(bindir, 'ansible-playbook'), '-i', inventory, 'djangoops.maintenance.deploy',
-                           '-e', 'window_release_version=%s' % release],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=env,
-                          timeout=900, check=False)
+    return run_playbook('djangoops.maintenance.deploy', inventory=inventory, bindir=bindir, timeout=900,
+                        extra_vars={'window_release_version': release}, env={'DJANGOOPS_REPORT_DIR': reports})
 
 
 def newest_report(reports):
@@ -74,7 +69,6 @@ def warnings_in(output):
 
 
 def test_good_and_bad_release_with_the_oldest_ansible_core(tmp_path, oldest_ansible, django_venvs):  # noqa: F811  pylint: disable=redefined-outer-name
-    ensure_collection_link()
     shop = DemoShop(str(tmp_path / 'demo'), os.path.join(django_venvs['5.2'], 'bin', 'python'))
     reports = str(tmp_path / 'reports')
     inventory = str(tmp_path / 'inventory.yml')

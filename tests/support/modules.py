@@ -78,8 +78,10 @@ def run_module(name, args, check=False, diff=False, env=None, python=None, wrapp
     return res
 
 
-def run_playbook(playbook, inventory='localhost,', extra_vars=None, env=None, args=(), cwd=None, timeout=1200):
-    """ansible-playbook with this collection on the collections path; returns CompletedProcess."""
+def run_playbook(playbook, inventory='localhost,', extra_vars=None, env=None, args=(), cwd=None, timeout=1200,
+                 bindir=None):
+    """ansible-playbook (of ``bindir``, default this venv's) with this collection on the collections path;
+    returns CompletedProcess."""
     ensure_collection_link()
     e = module_env(env)
     e['ANSIBLE_COLLECTIONS_PATH'] = COLLECTIONS_PATH
@@ -88,7 +90,7 @@ def run_playbook(playbook, inventory='localhost,', extra_vars=None, env=None, ar
     e.setdefault('ANSIBLE_NOCOLOR', '1')
     e.setdefault('ANSIBLE_RETRY_FILES_ENABLED', 'false')
     e.setdefault('ANSIBLE_PYTHON_INTERPRETER', sys.executable)
-    bindir = os.path.dirname(sys.executable)
+    bindir = bindir or os.path.dirname(sys.executable)
     argv = [os.path.join(bindir, 'ansible-playbook'), '-i', inventory, playbook] + list(args)
     if extra_vars:
         argv += ['-e', json.dumps(extra_vars)]
