@@ -391,13 +391,13 @@ class MySQLEngine(Engine):
         items = []
         chain = input_chain(part_meta, opts.get('identity'))
         rewriter = DefinerRewriter() if mode == 'current_user' else None
+        jobs = max(1, opts.get('jobs') or 1)
         if chain:
             items += chain
-        elif rewriter is not None:
+        elif rewriter is not None or jobs > 1:
             items.append(Step([find_tool('cat')], name='cat'))  # a pipeline starts with a process
         if rewriter is not None:
             items.append(rewriter)
-        jobs = max(1, opts.get('jobs') or 1)
 
         def client_step(main=True):
             return Step(self.client_argv(info, target, unbuffered=main and jobs > 1), error_patterns=_CLIENT_ERRORS,
@@ -405,8 +405,6 @@ class MySQLEngine(Engine):
 
         loader = None
         if jobs > 1:
-            if not items:
-                items.append(Step([find_tool('cat')], name='cat'))  # a pipeline starts with a process
             loader = ParallelSqlLoader(client_step, jobs, self.record)
             self.record(' | '.join(i.display() for i in items if isinstance(i, Step)) + ' | ' +
                         client_step().display() + ' (the rows of a table with more than one INSERT statement on %d '
