@@ -22,7 +22,7 @@ from support.modules import COLLECTIONS_PATH, run_module
 from support.mysql_data import (content_digest, fill_blobs, make_shop, make_tls_files, make_wrapper, mutate,
                                 next_auto_increment, schema)
 from support.servers import MariaDBServer
-from support.watch import assert_secret_absent, run_module_traced
+from support.watch import assert_secret_absent, process_argvs, run_module_traced
 
 
 def snap(server, db, root, **kw):
@@ -237,18 +237,16 @@ def test_server_down(private_mariadb_server, snapshot_root):
 def _find_dump_process(db, deadline):
     """pid of the mariadb-dump whose argv names ``db`` (unique to this test), once it has written."""
     while time.monotonic() < deadline:
-        for pid in os.listdir('/proc'):
-            if not pid.isdigit():
+        for pid, argv in process_argvs():
+            if not (argv and argv[0].endswith(b'mariadb-dump') and db.encode() in argv):
                 continue
             try:
-                with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                    argv = f.read().split(b'\0')
-                with open('/proc/%s/io' % pid, encoding='ascii') as f:
+                with open('/proc/%d/io' % pid, encoding='ascii') as f:
                     wchar = int([line for line in f if line.startswith('wchar')][0].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-            if argv and argv[0].endswith(b'mariadb-dump') and db.encode() in argv and wchar > 1024 * 1024:
-                return int(pid)
+            if wchar > 1024 * 1024:
+                return pid
         time.sleep(0.005)
     return None
 
@@ -365,17 +363,10 @@ def test_large_tables_load_on_parallel_clients_and_the_round_trip_is_exact(maria
 def _find_restore_worker(db, deadline):
     """pid of a client loading rows into ``db`` for the parallel restore (not the main one: --unbuffered)."""
     while time.monotonic() < deadline:
-        for pid in os.listdir('/proc'):
-            if not pid.isdigit():
-                continue
-            try:
-                with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                    argv = f.read().split(b'\0')
-            except OSError:
-                continue
+        for pid, argv in process_argvs():
             if argv and argv[0].endswith(b'mariadb') and ('--database=' + db).encode() in argv \
                     and b'--unbuffered' not in argv:
-                return int(pid)
+                return pid
         time.sleep(0.005)
     return None
 
