@@ -277,8 +277,8 @@ def bench_postgresql(rep, work, args):
 
         pg_dump = '%s/pg_dump %s' % (b, dsn)
         runs = interleaved([
-            ('raw', lambda: shell('%s -Fc -Z0 bench | zstd -q -1 -T0 > %s/raw.dump.zst' % (pg_dump, work), env)),
-            ('raw durable', lambda: shell('%s -Fc -Z0 bench | zstd -q -1 -T0 > %s/raw.dump.zst && sync %s/raw.dump.zst'
+            ('raw', lambda: shell('%s -Fc -Z0 bench | zstd -q -3 -T0 > %s/raw.dump.zst' % (pg_dump, work), env)),
+            ('raw durable', lambda: shell('%s -Fc -Z0 bench | zstd -q -3 -T0 > %s/raw.dump.zst && sync %s/raw.dump.zst'
                                           % (pg_dump, work, work), env)),
             ('same', lambda: snap(same_root, table_stats='none')),
             ('naive', lambda: shell('%s bench | gzip > %s/naive.sql.gz' % (pg_dump, work), env)),
@@ -286,7 +286,7 @@ def bench_postgresql(rep, work, args):
         ], args.rounds)
         same, raw_same, paired = pick(runs, 'same', 'raw')
         raw_bytes = size_of(os.path.join(work, 'raw.dump.zst'))
-        rep.add('postgresql', 'snapshot, same settings (custom, zstd -1)', same, raw_same, 'pg_dump -Fc -Z0 | zstd -T0',
+        rep.add('postgresql', 'snapshot, same settings (custom, zstd -3)', same, raw_same, 'pg_dump -Fc -Z0 | zstd -T0',
                 same.result['bytes'], raw_bytes, '<= 1.05x', paired)
         same, raw_durable, paired = pick(runs, 'same', 'raw durable')
         rep.add('postgresql', 'snapshot, same settings, raw output fsynced', same, raw_durable,
@@ -342,8 +342,8 @@ def bench_mysql(rep, work, args):
 
         dump = 'mariadb-dump --defaults-extra-file=%s' % cnf
         runs = interleaved([
-            ('raw', lambda: shell('%s %s bench | zstd -q -1 -T0 > %s/raw.sql.zst' % (dump, flags, work))),
-            ('raw durable', lambda: shell('%s %s bench | zstd -q -1 -T0 > %s/raw.sql.zst && sync %s/raw.sql.zst'
+            ('raw', lambda: shell('%s %s bench | zstd -q -3 -T0 > %s/raw.sql.zst' % (dump, flags, work))),
+            ('raw durable', lambda: shell('%s %s bench | zstd -q -3 -T0 > %s/raw.sql.zst && sync %s/raw.sql.zst'
                                           % (dump, flags, work, work))),
             ('same', lambda: snap(same_root, table_stats='none')),
             ('naive', lambda: shell('%s bench | gzip > %s/naive.sql.gz' % (dump, work))),
@@ -351,7 +351,7 @@ def bench_mysql(rep, work, args):
         ], args.rounds)
         same, raw_same, paired = pick(runs, 'same', 'raw')
         raw_bytes = size_of(os.path.join(work, 'raw.sql.zst'))
-        rep.add('mysql', 'snapshot, same settings (zstd -1)', same, raw_same, 'mariadb-dump | zstd -T0',
+        rep.add('mysql', 'snapshot, same settings (zstd -3)', same, raw_same, 'mariadb-dump | zstd -T0',
                 same.result['bytes'], raw_bytes, '<= 1.05x', paired)
         same, raw_durable, paired = pick(runs, 'same', 'raw durable')
         rep.add('mysql', 'snapshot, same settings, raw output fsynced', same, raw_durable,

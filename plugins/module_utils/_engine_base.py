@@ -20,10 +20,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import
 
 COMPRESSIONS = ('none', 'gzip', 'zstd')
 COMPRESSION_CHOICES = ('auto',) + COMPRESSIONS
-# zstd 1, not the CLI's 3: on dumps it is about twice as fast and no larger, often smaller (measured on the
-# benchmark databases: PostgreSQL custom dump 525 MB -> 140.7 MB at 1, 149.7 MB at 3; mariadb-dump 381 MB ->
-# 145.1 MB at 1, 161.4 MB at 3; gzip -6: 191.8 / 179.7 MB; docs/benchmarks.md).
-DEFAULT_LEVEL = {'gzip': 6, 'zstd': 1}
+DEFAULT_LEVEL = {'gzip': 6, 'zstd': 3}
 LEVEL_RANGE = {'gzip': (1, 9), 'zstd': (1, 19)}
 SUFFIX = {'none': '', 'gzip': '.gz', 'zstd': '.zst'}
 TABLE_STATS = ('none', 'counts', 'checksums')

@@ -68,9 +68,7 @@ options:
     default: auto
   compression_level:
     description:
-      - Compression level; defaults to 1 for zstd (1-19) and 6 for gzip (1-9).
-      - zstd's level 1, not its command line's default 3, because on database dumps it takes about half the CPU time and
-        its output is no larger (the benchmarks' dumps came out 6 - 10% smaller than at level 3).
+      - Compression level; defaults to 3 for zstd (1-19) and 6 for gzip (1-9).
     type: int
   part:
     description:
