@@ -251,7 +251,7 @@ class MySQLEngine(Engine):
         finally:
             con.close()
 
-    def _open_snapshot(self):
+    def _open_snapshot(self, timeout=None):
         """A connection inside a consistent snapshot (InnoDB MVCC) opened now: the dump opens its own
         a moment later, and the table stats, views and definers are read in this one meanwhile. Exact
         when nothing writes in the milliseconds between the two (docs/engines/mysql.md)."""
@@ -260,6 +260,9 @@ class MySQLEngine(Engine):
             with con.cursor() as cur:
                 # Same text for TIMESTAMP values whatever the server's zone; the dump uses UTC too.
                 cur.execute("SET SESSION time_zone = '+00:00'")
+                if timeout:
+                    # The statistics wait for a table lock no longer than the dump may run.
+                    cur.execute('SET SESSION lock_wait_timeout = %d' % max(1, int(timeout)))
                 cur.execute('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ')
                 cur.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT')
         except pymysql.err.MySQLError as e:
@@ -297,7 +300,7 @@ class MySQLEngine(Engine):
         compression = opts.get('compression', 'none')
         level = opts.get('compression_level')
         mode = opts.get('table_stats', 'counts')
-        snapshot_con = self._open_snapshot()
+        snapshot_con = self._open_snapshot(opts.get('timeout'))
         self.record('table statistics (%s) in a consistent snapshot opened just before the dump\'s, read while '
                     'it runs' % mode)
         dump_step = Step(self.dump_argv(info, name), error_patterns=_DUMP_ERRORS, name=info.name)
@@ -415,9 +418,8 @@ class MySQLEngine(Engine):
         try:
             try:
                 run_pipeline(items, stdin_path=snapshot.file_path(part_meta['files'][0]), sink=loader,
-                             timeout=opts.get('timeout'))
-                if loader is not None:
-                    loader.finish()
+                             timeout=opts.get('timeout'), then=loader.finish if loader else None,
+                             on_timeout=loader.kill if loader else None)
             except BaseException:
                 if loader is not None:
                     loader.abort()

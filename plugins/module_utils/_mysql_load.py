@@ -289,6 +289,15 @@ class ParallelSqlLoader(object):
         self.main.wait()
         self._judge()
 
+    def kill(self):
+        """Kill every client now; returns the names of those that were still running. Called from another
+        thread (the pipeline's deadline passed): whatever the thread feeding this loader waits on (a queue,
+        an answer, an exit) then ends, and it fails."""
+        running = [c.step.name for c in list(self.clients) if not c.dead()]
+        for client in list(self.clients):
+            client.kill()
+        return running
+
     def abort(self):
         for client in self.clients:
             client.kill()

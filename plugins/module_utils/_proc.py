@@ -293,14 +293,70 @@ def _child_env(extra):
     return env
 
 
-def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=None):
+class DeadlineError(ToolError):
+    """A pipeline ran out of its time and was stopped."""
+
+
+class _Deadline(object):
+    """Stops a pipeline when its time is up, whatever it is waiting on: a timer thread kills every process
+    still running (and calls ``on_timeout``, which stops what the sink runs). A tool blocked on a lock
+    produces nothing and a sink blocked on a client takes nothing, so a check between reads would never
+    run; the killed processes end those waits, and the pipeline then fails with ``fail()``."""
+
+    def __init__(self, seconds, steps, procs, on_timeout=None):
+        self.seconds = seconds
+        self.steps, self.procs = steps, procs  # procs: the list run_pipeline fills as it starts them
+        self.on_timeout = on_timeout
+        self.running = None  # names of the steps still running when the time was up
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self):
+        with self._lock:
+            self.running = [step.name for step, p in zip(self.steps, list(self.procs)) if p.poll() is None]
+            for p in list(self.procs):
+                if p.poll() is None:
+                    try:
+                        p.kill()
+                    except OSError:
+                        pass
+            if self.on_timeout is not None:
+                try:
+                    self.running += list(self.on_timeout() or ())
+                except Exception:  # pylint: disable=broad-except
+                    pass  # the timeout is the error to report
+
+    @property
+    def fired(self):
+        with self._lock:
+            return self.running is not None
+
+    def cancel(self):
+        self._timer.cancel()
+        with self._lock:  # an expiry under way finishes before the caller judges the pipeline
+            pass
+
+    def fail(self, cause=None):
+        what = ', '.join(self.running) if self.running else 'none of the tools; the loading after them'
+        raise DeadlineError('timed out after %ss and stopped (still running: %s)' % (self.seconds, what),
+                            command=' | '.join(s.display() for s in self.steps)) from cause
+
+
+def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=None, then=None, on_timeout=None):
     """Run ``items`` (Steps, with optional Taps between or after them) connected by pipes.
 
     Children get SIGPIPE back at its default (subprocess' restore_signals), so a dead reader
     ends a writer promptly instead of leaving it in an EPIPE loop.
 
     Input comes from ``stdin_path`` (or /dev/null). Output of the last step goes to ``sink``
-    (an object with ``write(memoryview)``), to ``stdout_path``, or is discarded.
+    (an object with ``write(memoryview)``), to ``stdout_path``, or is discarded. ``then``: called
+    once every step ended well (a sink that still has work, such as loading clients, finishes it).
+    ``timeout``: seconds for all of it, ``then`` included; when they pass, every process still running
+    is killed, ``on_timeout`` is called (from another thread: it must only stop what the sink runs, so
+    that the sink's waits end; it may return the names of what it stopped) and the pipeline fails
+    naming what was still running.
     Raises ToolError naming the first step that failed; otherwise returns a PipelineResult.
     """
     if not items or not isinstance(items[0], Step):
@@ -315,7 +371,9 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
     bytes_out = 0
     prev_out = stdin_f
     pending_tap = None
+    deadline = None
     try:
+        deadline = _Deadline(timeout, steps, procs, on_timeout) if timeout is not None else None
         for item in items:
             if isinstance(item, Tap):
                 pending_tap = item
@@ -359,27 +417,29 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
                 if out:
                     sink.write(out)
                     bytes_out += len(out)
-                if timeout is not None and time.monotonic() - started > timeout:
-                    raise ToolError('pipeline timed out after %ss' % timeout,
-                                    command=' | '.join(s.display() for s in steps))
             rest = pending_tap.flush() if pending_tap is not None else b''
             if rest:
                 sink.write(rest)
                 bytes_out += len(rest)
             src.close()
-        returncodes = []
-        for p in procs:
-            remaining = None if timeout is None else max(1, timeout - (time.monotonic() - started))
-            try:
-                returncodes.append(p.wait(timeout=remaining))
-            except subprocess.TimeoutExpired:
-                raise ToolError('%s timed out after %ss' % (steps[len(returncodes)].name, timeout),
-                                command=steps[len(returncodes)].display())
+        returncodes = [p.wait() for p in procs]
         for r in readers:
             r.join()
         for pump in pumps:
             pump.join()
-    except BaseException:
+        if deadline is not None and deadline.fired:
+            deadline.fail()
+        stderr = [r.text() for r in readers]
+        _judge(steps, returncodes, stderr, pumps)
+        for tap in taps:
+            tap.finish()
+        if then is not None:
+            then()
+        if deadline is not None:
+            deadline.cancel()
+            if deadline.fired:  # it fired while ``then`` returned
+                deadline.fail()
+    except BaseException as e:
         for p in procs:
             if p.poll() is None:
                 try:
@@ -391,15 +451,15 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
                 p.wait(timeout=10)
             except Exception:  # pylint: disable=broad-except
                 pass
+        if deadline is not None:
+            deadline.cancel()
+            if deadline.fired and isinstance(e, Exception) and not isinstance(e, DeadlineError):
+                deadline.fail(e)  # what the kill ended (a dead client, a short read) is not the cause
         raise
     finally:
         stdin_f.close()
         if stdout_f is not None:
             stdout_f.close()
-    stderr = [r.text() for r in readers]
-    _judge(steps, returncodes, stderr, pumps)
-    for tap in taps:
-        tap.finish()
     return PipelineResult(steps, returncodes, stderr, time.monotonic() - started, bytes_out)
 
 

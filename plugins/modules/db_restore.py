@@ -128,6 +128,9 @@ options:
   timeout:
     description:
       - Seconds after which the restore is stopped and the task fails. No limit when omitted.
+      - A deadline, whatever the restore waits on (a lock another session holds, a server that stopped
+        answering) - every tool and client still running is killed, and the message names what was still
+        running. A PostgreSQL target is then as it was; a MySQL/MariaDB one is partly restored.
     type: int
   decrypt_identity:
     description:

@@ -93,6 +93,9 @@ options:
   timeout:
     description:
       - Seconds after which the dump is stopped and the task fails. No limit when omitted.
+      - A deadline, whatever the dump waits on (a table lock another session holds, a server that stopped
+        answering) - every tool still running is killed, the incomplete part removed, and the message names
+        what was still running.
     type: int
   encrypt_recipients:
     description:

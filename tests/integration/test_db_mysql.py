@@ -392,6 +392,67 @@ def test_a_parallel_client_killed_midway_fails_the_restore_clearly(mariadb_serve
     assert not again.failed and again['tables_match'] is True, again
 
 
+def test_a_dump_waiting_for_a_table_lock_is_stopped_at_the_timeout(mariadb_server, shop, snapshot_root):
+    # LOCK TABLES ... WRITE in another session: mariadb-dump (and the statistics beside it) wait for it and
+    # write nothing. timeout must still end the task, leave nothing behind and not touch the lock holder.
+    server, db = mariadb_server, shop
+    holder = server.connect(db)
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(r=snap(server, db, snapshot_root, timeout=3)))
+    try:
+        with holder.cursor() as cur:
+            cur.execute('LOCK TABLES customer WRITE')
+        started = time.monotonic()
+        worker.start()
+        worker.join(60)
+        took = time.monotonic() - started
+        assert not worker.is_alive(), 'the dump ignores its timeout'
+        with holder.cursor() as cur:
+            cur.execute('SELECT COUNT(*) FROM customer')  # still locked by, and readable for, the holder
+            assert cur.fetchone()[0] > 0
+    finally:
+        holder.close()  # the lock goes: a dump that ignored the timeout now ends
+        worker.join(120)
+    r = outcome['r']
+    assert r.failed and 'timed out after 3s and stopped (still running: mariadb-dump' in r['msg'], r['msg']
+    assert took < 3 + 20, took
+    assert root_entries(snapshot_root) == [], 'no manifest, no .partial'
+    r = snap(server, db, snapshot_root, timeout=60)
+    assert not r.failed, r
+
+
+def test_a_restore_blocked_by_a_global_read_lock_is_stopped_at_the_timeout(mariadb_server, mysql_db, snapshot_root):
+    # A backup tool takes FLUSH TABLES WITH READ LOCK while the rows load: every client waits for it. With
+    # the parallel loading (the default), the module itself waits on those clients, so only the deadline's
+    # kill ends the task; it must fail within the timeout, naming it, and a later restore must complete.
+    server, db = mariadb_server, mysql_db
+    fill_blobs(server, db, 48)  # one INSERT statement per row: loaded by the parallel clients
+    r = snap(server, db, snapshot_root)
+    assert not r.failed, r
+    outcome = {}
+    started = time.monotonic()
+    thread = threading.Thread(target=lambda: outcome.update(res=restore(server, db, snapshot_root, timeout=10)))
+    thread.start()
+    locker = server.connect(None)
+    try:
+        assert _find_restore_worker(db, time.monotonic() + 60), 'no parallel client seen'
+        with locker.cursor() as cur:
+            cur.execute('FLUSH TABLES WITH READ LOCK')
+        thread.join(60)
+        took = time.monotonic() - started
+    finally:
+        with locker.cursor() as cur:
+            cur.execute('UNLOCK TABLES')
+        locker.close()
+    assert not thread.is_alive(), 'the restore ignores its timeout'
+    res = outcome['res']
+    assert res.failed and 'timed out after 10s and stopped (still running: ' in res['msg'], res['msg']
+    assert 'PARTLY restored' in res['msg'] and 'mariadb' in res['msg'].split('still running: ')[1], res['msg']
+    assert took < 10 + 20, took
+    again = restore(server, db, snapshot_root, timeout=120)
+    assert not again.failed and again['tables_match'] is True, again
+
+
 def _engine(server, db):
     sys.path.insert(0, COLLECTIONS_PATH)
     from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_mysql import MySQLEngine

@@ -22,7 +22,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils import _pg_a
 from conftest import unique_name
 from support.modules import run_module
 from support.pg_data import content_digest, databases, make_shop, mutate, schema_dump, sequences
-from support.watch import assert_secret_absent, run_module_traced
+from support.watch import assert_secret_absent, process_argvs, run_module_traced
 
 
 # what db_restore records when it loaded N tables frozen
@@ -380,18 +380,8 @@ def test_server_down_is_a_clear_error(private_pg_server, snapshot_root):
 
 
 def _pids_of(tool, marker):
-    pids = []
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                argv = f.read().split(b'\0')
-        except OSError:
-            continue
-        if argv and argv[0].endswith(tool.encode()) and any(marker.encode() == a for a in argv):
-            pids.append(int(pid))
-    return pids
+    return [pid for pid, argv in process_argvs() if argv and argv[0].endswith(tool.encode())
+            and any(marker.encode() == a for a in argv)]
 
 
 def test_killed_pg_dump_leaves_nothing_and_the_next_snapshot_works(pg_server, pg_db, snapshot_root):
@@ -423,6 +413,33 @@ def test_killed_pg_dump_leaves_nothing_and_the_next_snapshot_works(pg_server, pg
     r = snap(pg_server, pg_db, snapshot_root, compression='zstd')
     assert not r.failed, r
     assert r['tables']['public.big']['rows'] == 250000
+
+
+def test_a_dump_waiting_for_a_table_lock_is_stopped_at_the_timeout(pg_server, shop, snapshot_root):
+    # A migration holding ACCESS EXCLUSIVE on a table: pg_dump (and the statistics beside it) wait for it and
+    # write nothing. timeout must still end the task, leave nothing behind, and not touch the lock holder.
+    holder = pg_server.connect(shop, autocommit=False)
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(r=snap(pg_server, shop, snapshot_root, timeout=3)))
+    try:
+        holder.execute('LOCK TABLE public."order" IN ACCESS EXCLUSIVE MODE')
+        started = time.monotonic()
+        worker.start()
+        worker.join(60)
+        took = time.monotonic() - started
+        assert not worker.is_alive(), 'the dump ignores its timeout'
+        assert not _pids_of('pg_dump', '--dbname=' + shop), 'pg_dump was left running'
+        assert holder.execute('SELECT count(*) FROM public."order"').fetchone()[0] > 0  # its transaction is intact
+    finally:
+        holder.rollback()  # the lock goes: a dump that ignored the timeout now ends
+        holder.close()
+        worker.join(120)
+    r = outcome['r']
+    assert r.failed and 'timed out after 3s and stopped (still running: pg_dump' in r['msg'], r['msg']
+    assert took < 3 + 20, took
+    assert os.listdir(snapshot_root) == [], 'no manifest, no .partial'
+    r = snap(pg_server, shop, snapshot_root, timeout=60)
+    assert not r.failed, r
 
 
 @pytest.mark.parametrize('damage', ['flip', 'truncate'])

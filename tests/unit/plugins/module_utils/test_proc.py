@@ -10,6 +10,8 @@ import hashlib
 import os
 import stat
 import sys
+import threading
+import time
 
 import pytest
 
@@ -185,6 +187,53 @@ def test_run_reports_missing_tool_and_timeout():
         run(['/nonexistent/tool'])
     with pytest.raises(ToolError, match='timed out after 1s'):
         run(['sleep', '5'], timeout=1)
+
+
+def test_a_tool_that_never_writes_is_stopped_at_the_timeout():
+    # As pg_dump waiting for a table lock: nothing comes out, so the reader would wait for ever.
+    started = time.monotonic()
+    with pytest.raises(ToolError, match=r'timed out after 1s and stopped \(still running: waiter, gzip\)') as e:
+        run_pipeline([Step(['sleep', '60'], name='waiter'), Step(['gzip', '-c'])], sink=Sink(), timeout=1)
+    assert time.monotonic() - started < 10
+    assert 'sleep 60 | ' in e.value.command
+
+
+def test_a_blocked_sink_is_stopped_through_on_timeout_and_then_is_inside_the_deadline():
+    # As the MySQL loader waiting on a client blocked by a lock: the sink takes nothing more until
+    # on_timeout (called from the deadline's thread) ends its wait; the error is the timeout, not the
+    # sink's own complaint about it.
+    released = threading.Event()
+
+    class BlockedSink(object):
+        def write(self, data):
+            released.wait(60)
+            raise OSError(errno.EPIPE, 'client gone')
+
+    started = time.monotonic()
+    with pytest.raises(ToolError, match='timed out after 1s') as e:
+        run_pipeline([Step(['yes'])], sink=BlockedSink(), timeout=1, on_timeout=released.set)
+    assert time.monotonic() - started < 10 and released.is_set()
+    assert isinstance(e.value.__cause__, OSError)
+
+    # ``then`` (loading still under way after the stream ended) counts against the same timeout.
+    released.clear()
+
+    def then():
+        released.wait(60)
+
+    with pytest.raises(ToolError, match=r'timed out after 1s and stopped \(still running: none of the tools'):
+        run_pipeline([Step(['echo', 'x'])], sink=Sink(), timeout=1, then=then, on_timeout=released.set)
+    assert released.is_set()
+
+
+def test_a_pipeline_that_ends_in_time_is_not_touched_by_its_deadline():
+    calls = []
+    sink = Sink()
+    r = run_pipeline([Step(['seq', '1', '1000']), Step(['cat'])], sink=sink, timeout=5,
+                     then=lambda: calls.append('then'), on_timeout=lambda: calls.append('timeout'))
+    assert r.returncodes == [0, 0] and sink.n == len(''.join('%d\n' % i for i in range(1, 1001)))
+    time.sleep(5.5)  # past the deadline: it was cancelled, nothing fires late
+    assert calls == ['then']
 
 
 def test_stderr_is_bounded():
