@@ -403,6 +403,8 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
                 prev_out.close()  # the child holds its own copy; ours would keep the pipe open
             out_wide = _widen_pipe(p.stdout) if out is subprocess.PIPE else False
             procs.append(p)
+            if deadline is not None and deadline.fired:
+                p.kill()  # started as the time ran out: the deadline's kill did not see it
             r = _StderrReader(p.stderr)
             r.start()
             readers.append(r)

@@ -226,6 +226,21 @@ def test_a_blocked_sink_is_stopped_through_on_timeout_and_then_is_inside_the_dea
     assert released.is_set()
 
 
+def test_a_step_started_after_the_time_ran_out_is_stopped_too(monkeypatch):
+    # The deadline kills what it finds running; a step that starts just after must not outlive it.
+    real_popen = _proc.subprocess.Popen
+
+    def slow_popen(*args, **kw):
+        time.sleep(0.3)
+        return real_popen(*args, **kw)
+
+    monkeypatch.setattr(_proc.subprocess, 'Popen', slow_popen)
+    started = time.monotonic()
+    with pytest.raises(ToolError, match='timed out after 0.1s'):
+        run_pipeline([Step(['sleep', '60']), Step(['sleep', '60'])], sink=Sink(), timeout=0.1)
+    assert time.monotonic() - started < 10
+
+
 def test_a_pipeline_that_ends_in_time_is_not_touched_by_its_deadline():
     calls = []
     sink = Sink()
