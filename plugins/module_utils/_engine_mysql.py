@@ -390,7 +390,7 @@ class MySQLEngine(Engine):
             raise EngineError(problem)
         probe = self._probe or self.probe(target)
         self.check_definers(part_meta, mode, probe['current_user'])
-        self._recreate(target, part_meta)
+        self._recreate(target, part_meta, opts.get('timeout'))
         items = []
         chain = input_chain(part_meta, opts.get('identity'))
         rewriter = DefinerRewriter() if mode == 'current_user' else None
@@ -437,7 +437,7 @@ class MySQLEngine(Engine):
             details['definers_rewritten'] = rewriter.rewritten
         return details
 
-    def _recreate(self, target, part_meta):
+    def _recreate(self, target, part_meta, timeout=None):
         charset, collation = part_meta.get('charset'), part_meta.get('collation')
         for value in (charset, collation):
             if value is not None and not _NAME_RE.match(value):
@@ -451,7 +451,9 @@ class MySQLEngine(Engine):
         dropped = False
         try:
             with con.cursor() as cur:
-                cur.execute('SET SESSION lock_wait_timeout = %d' % DROP_LOCK_WAIT)
+                # Wait for other sessions' locks no longer than the restore may take.
+                cur.execute('SET SESSION lock_wait_timeout = %d'
+                            % (min(DROP_LOCK_WAIT, max(1, int(timeout))) if timeout else DROP_LOCK_WAIT))
                 cur.execute('DROP DATABASE IF EXISTS %s' % stats.quote_ident(target))
                 self.record('DROP DATABASE IF EXISTS %s' % stats.quote_ident(target))
                 dropped = True
