@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import time
 
 import pytest
 
@@ -92,6 +94,32 @@ def test_fixture_from_sqlite_loads_into_postgresql(shop_factory, snapshot_root):
     # Sequences were moved past the loaded ids: the application can insert again.
     target.manage('seed_demo', '--products', '65', '--orders', '0')
     assert target.digest()['shop.product'][0] == 65
+
+
+def test_a_dumpdata_waiting_for_a_table_lock_is_stopped_at_the_timeout(shop_factory, snapshot_root):  # noqa: F811
+    # Django reads the project first, then streams the fixture; here the stream waits for a table another
+    # session holds ACCESS EXCLUSIVE on, and writes nothing. timeout must still stop it.
+    shop = shop_factory('5.2', 'postgresql')
+    seeded(shop, products=5, orders=2, images=False)
+    holder = shop.server.connect(shop.dbname, autocommit=False)
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(
+        r=shop.run('django_dumpdata', snapshot_root=snapshot_root, compression='zstd', timeout=5)))
+    try:
+        holder.execute('LOCK TABLE shop_product IN ACCESS EXCLUSIVE MODE')
+        started = time.monotonic()
+        worker.start()
+        worker.join(90)
+        took = time.monotonic() - started
+        assert not worker.is_alive(), 'django_dumpdata ignores its timeout'
+    finally:
+        holder.rollback()
+        holder.close()
+        worker.join(600)
+    r = outcome['r']
+    assert r.failed and 'Django did not finish within timeout=5s' in r['msg'], r['msg']
+    assert took < 5 + 40, took
+    assert not os.path.isdir(snapshot_root) or os.listdir(snapshot_root) == [], 'nothing that looks complete'
 
 
 def test_damaged_fixture_is_refused_and_database_untouched(shop_factory, snapshot_root):  # noqa: F811
