@@ -14,6 +14,7 @@ import hashlib
 import re
 import signal
 import threading
+import time
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _age
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, find_tool
@@ -128,6 +129,35 @@ def encryption_record(opts, files):
     if not enc:
         return None
     return {'method': enc['method'], 'recipients': list(enc['recipients']), 'files': sorted(f['path'] for f in files)}
+
+
+def start_clock(opts):
+    """Start the task's ``timeout`` now: every step after this gets what is left of it (``time_left``),
+    so ``timeout`` bounds the whole dump or restore, not each of its pipelines."""
+    if opts.get('timeout') is not None:
+        opts['deadline'] = time.monotonic() + opts['timeout']
+    return opts
+
+
+def time_left(opts):
+    """Seconds left of the task's ``timeout`` (None: no limit). Never below a millisecond: a step that starts
+    after the time ran out is stopped at once, with the timeout's message."""
+    if opts.get('deadline') is None:
+        return opts.get('timeout')
+    return max(0.001, opts['deadline'] - time.monotonic())
+
+
+def limits(opts):
+    """``run_pipeline`` keyword arguments for a step of the task: what is left of its ``timeout``, and the
+    timeout itself for the message."""
+    return {'timeout': time_left(opts), 'timeout_total': opts.get('timeout')}
+
+
+def lock_wait_seconds(opts, default):
+    """A session's lock wait (whole seconds, at least 1): ``default``, or what is left of ``timeout`` when
+    that is shorter."""
+    left = time_left(opts)
+    return default if left is None else max(1, min(default, int(left + 0.999)))
 
 
 def alongside(main, side):

@@ -23,7 +23,8 @@ import ssl
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_client as client
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_stats as stats
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    Engine, EngineError, alongside, encryption_record, input_chain, output_chain, parse_version, version_text)
+    Engine, EngineError, alongside, encryption_record, input_chain, limits, lock_wait_seconds, output_chain, parse_version,
+    time_left, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._mysql_definers import DefinerRewriter
 from ansible_collections.djangoops.maintenance.plugins.module_utils._mysql_load import ParallelSqlLoader
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
@@ -42,6 +43,7 @@ MAX_PACKET = '--max-allowed-packet=1G'
 DEFINER_MODES = ('keep', 'current_user')
 # DROP DATABASE waits for every session's metadata locks, by default for a year.
 DROP_LOCK_WAIT = 60
+SERVER_LOCK_WAIT = 31536000  # the largest lock_wait_timeout (MySQL's default): no limit of ours
 
 _DUMP_ERRORS = (r"(?m)^\S*(?:mysqldump|mariadb-dump): (?:Got error|Got errno|Couldn't|Error|Lost connection)",)
 _CLIENT_ERRORS = (r'(?m)^ERROR \d+',)
@@ -251,7 +253,7 @@ class MySQLEngine(Engine):
         finally:
             con.close()
 
-    def _open_snapshot(self, timeout=None):
+    def _open_snapshot(self, opts=None):
         """A connection inside a consistent snapshot (InnoDB MVCC) opened now: the dump opens its own
         a moment later, and the table stats, views and definers are read in this one meanwhile. Exact
         when nothing writes in the milliseconds between the two (docs/engines/mysql.md)."""
@@ -260,9 +262,9 @@ class MySQLEngine(Engine):
             with con.cursor() as cur:
                 # Same text for TIMESTAMP values whatever the server's zone; the dump uses UTC too.
                 cur.execute("SET SESSION time_zone = '+00:00'")
-                if timeout:
+                if time_left(opts or {}) is not None:
                     # The statistics wait for a table lock no longer than the dump may run.
-                    cur.execute('SET SESSION lock_wait_timeout = %d' % max(1, int(timeout)))
+                    cur.execute('SET SESSION lock_wait_timeout = %d' % lock_wait_seconds(opts, SERVER_LOCK_WAIT))
                 cur.execute('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ')
                 cur.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT')
         except pymysql.err.MySQLError as e:
@@ -300,7 +302,7 @@ class MySQLEngine(Engine):
         compression = opts.get('compression', 'none')
         level = opts.get('compression_level')
         mode = opts.get('table_stats', 'counts')
-        snapshot_con = self._open_snapshot(opts.get('timeout'))
+        snapshot_con = self._open_snapshot(opts)
         self.record('table statistics (%s) in a consistent snapshot opened just before the dump\'s, read while '
                     'it runs' % mode)
         dump_step = Step(self.dump_argv(info, name), error_patterns=_DUMP_ERRORS, name=info.name)
@@ -314,7 +316,7 @@ class MySQLEngine(Engine):
             snapshot_con.close()
             raise
         try:
-            dummy, facts = alongside(lambda: run_pipeline(items, sink=hf, timeout=opts.get('timeout')),
+            dummy, facts = alongside(lambda: run_pipeline(items, sink=hf, **limits(opts)),
                                      lambda: self._snapshot_facts(snapshot_con, name, mode))
         except BaseException:
             hf.discard()
@@ -390,7 +392,7 @@ class MySQLEngine(Engine):
             raise EngineError(problem)
         probe = self._probe or self.probe(target)
         self.check_definers(part_meta, mode, probe['current_user'])
-        self._recreate(target, part_meta, opts.get('timeout'))
+        self._recreate(target, part_meta, opts)
         items = []
         chain = input_chain(part_meta, opts.get('identity'))
         rewriter = DefinerRewriter() if mode == 'current_user' else None
@@ -418,7 +420,7 @@ class MySQLEngine(Engine):
         try:
             try:
                 run_pipeline(items, stdin_path=snapshot.file_path(part_meta['files'][0]), sink=loader,
-                             timeout=opts.get('timeout'), then=loader.finish if loader else None,
+                             **limits(opts), then=loader.finish if loader else None,
                              on_timeout=loader.kill if loader else None)
             except BaseException:
                 if loader is not None:
@@ -437,7 +439,7 @@ class MySQLEngine(Engine):
             details['definers_rewritten'] = rewriter.rewritten
         return details
 
-    def _recreate(self, target, part_meta, timeout=None):
+    def _recreate(self, target, part_meta, opts):
         charset, collation = part_meta.get('charset'), part_meta.get('collation')
         for value in (charset, collation):
             if value is not None and not _NAME_RE.match(value):
@@ -452,8 +454,7 @@ class MySQLEngine(Engine):
         try:
             with con.cursor() as cur:
                 # Wait for other sessions' locks no longer than the restore may take.
-                cur.execute('SET SESSION lock_wait_timeout = %d'
-                            % (min(DROP_LOCK_WAIT, max(1, int(timeout))) if timeout else DROP_LOCK_WAIT))
+                cur.execute('SET SESSION lock_wait_timeout = %d' % lock_wait_seconds(opts, DROP_LOCK_WAIT))
                 cur.execute('DROP DATABASE IF EXISTS %s' % stats.quote_ident(target))
                 self.record('DROP DATABASE IF EXISTS %s' % stats.quote_ident(target))
                 dropped = True

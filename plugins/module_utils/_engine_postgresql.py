@@ -28,7 +28,7 @@ import time
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
     DEFAULT_LEVEL, Engine, EngineError, check_compression, encryption_record, in_workers, output_chain,
-    parse_version, version_text)
+    limits, parse_version, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_client import (
     ClientTools, archive_reader_problem, dump_client_problem, major)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import (
@@ -347,7 +347,7 @@ class PostgreSQLEngine(Engine):
         self.record(' | '.join(i.display() for i in items if isinstance(i, Step)))
         hf = part.create(DUMP_NAMES[fmt] + suffix)
         try:
-            run_pipeline(items, sink=hf, timeout=opts.get('timeout'))
+            run_pipeline(items, sink=hf, **limits(opts))
             hf.close()
         except BaseException:
             hf.discard()
@@ -362,7 +362,7 @@ class PostgreSQLEngine(Engine):
             directory_compress_args(compression, level, pg_dump_version)
         step = Step(argv, env=self.pg.tool_env(), error_patterns=PG_DUMP_ERRORS, name='pg_dump')
         self.record(step.display())
-        run_pipeline([step], timeout=opts.get('timeout'))
+        run_pipeline([step], **limits(opts))
         os.chmod(out, 0o700)
         for name in sorted(os.listdir(out)):
             part.add_existing(os.path.join(DUMP_NAMES['directory'], name))

@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import threading
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import input_chain
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import input_chain, limits
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_archive import (
     BlockScan, Incomplete, UnknownLayout, add_data_offsets, freeze_copies)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import dbname_option
@@ -161,7 +161,7 @@ class PgLoader(object):
     def run(self, items, stdin_path, opts, sink=None):
         self.record(' | '.join(display(i.argv) for i in items if isinstance(i, Step)) +
                     (' < %s' % stdin_path if stdin_path else ''))
-        run_pipeline(items, stdin_path=stdin_path, sink=sink, timeout=opts.get('timeout'))
+        run_pipeline(items, stdin_path=stdin_path, sink=sink, **limits(opts))
 
     # -- pieces ------------------------------------------------------------------------------
     @staticmethod
@@ -305,11 +305,11 @@ class PgLoader(object):
                 if freeze:
                     fd = os.open(plain, os.O_WRONLY)
                     try:
-                        run_pipeline(reader, stdin_path=source, sink=_FileSink(fd), timeout=opts.get('timeout'))
+                        run_pipeline(reader, stdin_path=source, sink=_FileSink(fd), **limits(opts))
                     finally:
                         os.close(fd)
                 else:
-                    run_pipeline(reader, stdin_path=source, stdout_path=plain, timeout=opts.get('timeout'))
+                    run_pipeline(reader, stdin_path=source, stdout_path=plain, **limits(opts))
             finally:
                 worker.join()
                 block_starts = scan.stop() if scan else None

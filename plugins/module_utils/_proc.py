@@ -303,8 +303,9 @@ class _Deadline(object):
     produces nothing and a sink blocked on a client takes nothing, so a check between reads would never
     run; the killed processes end those waits, and the pipeline then fails with ``fail()``."""
 
-    def __init__(self, seconds, steps, procs, on_timeout=None):
+    def __init__(self, seconds, steps, procs, on_timeout=None, said=None):
         self.seconds = seconds
+        self.said = said if said is not None else seconds  # the timeout the operator set
         self.steps, self.procs = steps, procs  # procs: the list run_pipeline fills as it starts them
         self.on_timeout = on_timeout
         self.running = None  # names of the steps still running when the time was up
@@ -340,11 +341,12 @@ class _Deadline(object):
 
     def fail(self, cause=None):
         what = ', '.join(self.running) if self.running else 'none of the tools; the loading after them'
-        raise DeadlineError('timed out after %ss and stopped (still running: %s)' % (self.seconds, what),
+        raise DeadlineError('timed out after %ss and stopped (still running: %s)' % (self.said, what),
                             command=' | '.join(s.display() for s in self.steps)) from cause
 
 
-def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=None, then=None, on_timeout=None):
+def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=None, then=None, on_timeout=None,
+                 timeout_total=None):
     """Run ``items`` (Steps, with optional Taps between or after them) connected by pipes.
 
     Children get SIGPIPE back at its default (subprocess' restore_signals), so a dead reader
@@ -356,7 +358,8 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
     ``timeout``: seconds for all of it, ``then`` included; when they pass, every process still running
     is killed, ``on_timeout`` is called (from another thread: it must only stop what the sink runs, so
     that the sink's waits end; it may return the names of what it stopped) and the pipeline fails
-    naming what was still running.
+    naming what was still running. ``timeout_total``: the task's whole timeout, of which ``timeout`` is
+    what is left (``_engine_base.limits``); the message names it.
     Raises ToolError naming the first step that failed; otherwise returns a PipelineResult.
     """
     if not items or not isinstance(items[0], Step):
@@ -373,7 +376,7 @@ def run_pipeline(items, stdin_path=None, sink=None, stdout_path=None, timeout=No
     pending_tap = None
     deadline = None
     try:
-        deadline = _Deadline(timeout, steps, procs, on_timeout) if timeout is not None else None
+        deadline = _Deadline(timeout, steps, procs, on_timeout, timeout_total) if timeout is not None else None
         for item in items:
             if isinstance(item, Tap):
                 pending_tap = item

@@ -131,6 +131,10 @@ options:
       - A deadline, whatever the restore waits on (a lock another session holds, a server that stopped
         answering) - every tool and client still running is killed, and the message names what was still
         running. A PostgreSQL target is then as it was; a MySQL/MariaDB one is partly restored.
+      - It bounds the whole restore from the moment the snapshot was verified - each step (a wait for a lock,
+        a pipeline) gets what is left of it, not a timeout of its own. Statements the module sends itself
+        (creating, renaming and dropping PostgreSQL databases, C(ANALYZE), the table statistics) are not
+        stopped by it.
     type: int
   decrypt_identity:
     description:
@@ -264,7 +268,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._age import (
     check_identity, identity_file, part_encryption)
-from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import compare_tables
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import compare_tables, start_clock
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engines import (
     connection_argument_spec, connection_params, get_engine)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
@@ -305,10 +309,10 @@ class DbRestoreManager(Manager):
             if self.module.check_mode:
                 return result
             started = time.monotonic()
-            details = engine.restore(snap, part_meta, dict(
+            details = engine.restore(snap, part_meta, start_clock(dict(
                 database=target, create=p['create'], jobs=p['jobs'], pg_clean=p['pg_clean'],
                 terminate_connections=p['terminate_connections'], mysql_definers=p['mysql_definers'],
-                timeout=p['timeout'], identity=identity, verify_tables=mode))
+                timeout=p['timeout'], identity=identity, verify_tables=mode)))
             result.update(details)
             result['seconds'] = round(time.monotonic() - started, 3)
             self.compare(engine, target, part_meta, result, mode)

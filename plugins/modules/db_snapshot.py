@@ -96,6 +96,7 @@ options:
       - A deadline, whatever the dump waits on (a table lock another session holds, a server that stopped
         answering) - every tool still running is killed, the incomplete part removed, and the message names
         what was still running.
+      - It bounds the whole dump - each step gets what is left of it, not a timeout of its own.
     type: int
   encrypt_recipients:
     description:
@@ -291,7 +292,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
-    COMPRESSION_CHOICES, TABLE_STATS)
+    COMPRESSION_CHOICES, TABLE_STATS, start_clock)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engines import (
     connection_argument_spec, connection_params, get_engine)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
@@ -347,6 +348,7 @@ class DbSnapshotManager(Manager):
     def write(self, store, engine, probe, opts, snapshot_id, part_name, labels, result):
         p = self.p
         started = time.monotonic()
+        start_clock(opts)
 
         def fill(part):
             meta = engine.dump(part, opts)

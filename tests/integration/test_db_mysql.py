@@ -453,6 +453,41 @@ def test_a_restore_blocked_by_a_global_read_lock_is_stopped_at_the_timeout(maria
     assert not again.failed and again['tables_match'] is True, again
 
 
+def test_one_timeout_bounds_the_whole_restore_not_each_step(mariadb_server, mysql_db, snapshot_root):
+    # A backup lock held for 5 s delays the DROP (within the timeout), then is taken again while the rows load.
+    # Each wait alone fits in timeout=9; the restore must still end near 9 s, not 5 s + a fresh 9 s.
+    server, db = mariadb_server, mysql_db
+    fill_blobs(server, db, 48)
+    r = snap(server, db, snapshot_root)
+    assert not r.failed, r
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(res=restore(server, db, snapshot_root, timeout=9)))
+    locker = server.connect(None)
+    try:
+        with locker.cursor() as cur:
+            cur.execute('FLUSH TABLES WITH READ LOCK')
+        started = time.monotonic()
+        thread.start()
+        time.sleep(5)
+        with locker.cursor() as cur:
+            cur.execute('UNLOCK TABLES')
+        assert _find_restore_worker(db, time.monotonic() + 60), 'no parallel client seen'
+        with locker.cursor() as cur:
+            cur.execute('FLUSH TABLES WITH READ LOCK')
+        thread.join(60)
+        took = time.monotonic() - started
+    finally:
+        with locker.cursor() as cur:
+            cur.execute('UNLOCK TABLES')
+        locker.close()
+    assert not thread.is_alive(), 'the restore ignores its timeout'
+    res = outcome['res']
+    assert res.failed and 'timed out after 9s and stopped (still running: ' in res['msg'], res['msg']
+    assert took < 12.5, 'the steps got a timeout each: %.1f s' % took
+    again = restore(server, db, snapshot_root, timeout=120)
+    assert not again.failed and again['tables_match'] is True, again
+
+
 def _engine(server, db):
     sys.path.insert(0, COLLECTIONS_PATH)
     from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_mysql import MySQLEngine
