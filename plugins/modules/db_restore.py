@@ -135,6 +135,7 @@ options:
         a pipeline) gets what is left of it, not a timeout of its own. Statements the module sends itself
         (creating, renaming and dropping PostgreSQL databases, C(ANALYZE), the table statistics) are not
         stopped by it.
+      - PostgreSQL and MySQL/MariaDB only; a SQLite restore is not stopped by it.
     type: int
   decrypt_identity:
     description:

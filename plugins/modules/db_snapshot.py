@@ -97,6 +97,8 @@ options:
         answering) - every tool still running is killed, the incomplete part removed, and the message names
         what was still running.
       - It bounds the whole dump - each step gets what is left of it, not a timeout of its own.
+      - PostgreSQL and MySQL/MariaDB only; a SQLite copy (the backup API, in the module's own process) is not
+        stopped by it.
     type: int
   encrypt_recipients:
     description:
