@@ -77,8 +77,11 @@ options:
     description:
       - Directory holding the client tools (C(pg_dump), C(pg_restore), C(psql); C(mariadb-dump)/C(mysqldump),
         C(mariadb)/C(mysql)), searched before E(PATH).
-      - For PostgreSQL, when omitted, the newest C(/usr/lib/postgresql/<version>/bin) that is at least as new as
-        the server is used.
+      - For PostgreSQL, when omitted, C(/usr/lib/postgresql/<version>/bin) (or C(/usr/pgsql-<version>/bin)) of the
+        server's own major version is used, else the closest newer version, else E(PATH).
+      - PostgreSQL client tools 17 and later cannot restore into a server before 17 (they set
+        C(transaction_timeout) in every session); with such a server they are refused before anything is written or
+        touched.
     type: path
 requirements:
   - PostgreSQL - C(psycopg) 3 and the PostgreSQL client tools on the host the task runs on.

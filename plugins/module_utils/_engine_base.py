@@ -307,8 +307,9 @@ class Engine(object):
         ``server_version``, ``client_version``, ``database``, ``database_exists``, ``database_bytes``."""
         raise NotImplementedError
 
-    def check_client(self, probe):
-        """Raise EngineError when the client tools cannot dump this server (too old)."""
+    def check_client(self, probe, part_meta=None):
+        """Raise EngineError when the client tools cannot dump this server (too old), or, given the snapshot
+        part to restore (``part_meta``), cannot restore it into this server."""
 
     def estimate_dump_bytes(self, probe, opts):
         """Upper estimate of the snapshot's size, for the free-space pre-flight."""

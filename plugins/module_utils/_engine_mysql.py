@@ -227,7 +227,7 @@ class MySQLEngine(Engine):
         self._probe = facts
         return facts
 
-    def check_client(self, probe):
+    def check_client(self, probe, part_meta=None):
         version = parse_version(probe['server_version'])
         for role in ('dump', 'client'):
             problem = client.client_problem(self.tool(role), probe['server_flavour'], version)

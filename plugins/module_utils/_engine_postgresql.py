@@ -30,7 +30,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base
     DEFAULT_LEVEL, Engine, EngineError, check_compression, encryption_record, in_workers, output_chain,
     limits, parse_version, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_client import (
-    ClientTools, archive_reader_problem, dump_client_problem, major)
+    ClientTools, dump_client_problem, major, restore_client_problem)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import (
     PgConnection, dbname_option, error_text, is_unreachable, psycopg, require_psycopg)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_database import (
@@ -239,14 +239,11 @@ class PostgreSQLEngine(Engine):
             return facts
         raise first
 
-    def check_client(self, probe):
-        opts = self._dump_opts
-        if opts is None:
-            # A restore: the tools it runs must exist; pg_restore's version is checked against the
-            # snapshot's pg_dump before the target is touched.
-            self.tools.path('pg_restore')
-            self.tools.path('psql')
+    def check_client(self, probe, part_meta=None):
+        if part_meta is not None:
+            self._check_restore_tools(part_meta, version_from_num(probe['server_version_num']))
             return
+        opts = self._dump_opts
         if not probe.get('client_version'):
             raise EngineError(probe.get('client_problem') or 'pg_dump was not found')
         server_version = version_from_num(probe['server_version_num'])
@@ -376,7 +373,6 @@ class PostgreSQLEngine(Engine):
             raise EngineError('snapshot %s holds a PostgreSQL dump in format %r, which this engine cannot restore'
                               % (snapshot.id, fmt))
         facts = self._facts.get(target) or self.probe(target)
-        self._check_restore_tools(part_meta)
         source = self._source(snapshot, part_meta)
         if opts.get('pg_clean', 'recreate') == 'schemas':
             self._restore_in_place(source, part_meta, target, facts, opts, snapshot)
@@ -387,12 +383,13 @@ class PostgreSQLEngine(Engine):
             result['warnings'] = [warning]
         return result
 
-    def _check_restore_tools(self, meta):
+    def _check_restore_tools(self, meta, server_version):
+        """Before the target is touched: the tools the restore runs are there, can read the snapshot and can
+        restore into this server."""
         writer = parse_version(meta.get('pg_dump_version') or '')
-        if meta['format'] == 'plain':
-            self.tools.path('psql')
-            return
-        problem = archive_reader_problem('pg_restore', self.tools.version('pg_restore'), writer)
+        self.tools.path('psql')
+        tool = self.tools.version('pg_restore') if meta['format'] != 'plain' else None
+        problem = restore_client_problem(meta['format'], tool, writer, server_version)
         if problem:
             raise EngineError(problem)
 

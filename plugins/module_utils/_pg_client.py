@@ -21,6 +21,11 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import
 
 VERSIONED_BIN_GLOBS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin')
 
+# What pg_restore sets at the start of every session (and pg_dump at the top of a plain SQL script), by the
+# major version that began to set it: a server older than that refuses it ("unrecognized configuration
+# parameter") and the restore fails at its first statement, whatever the archive holds.
+SESSION_SETTINGS = (((17,), 'transaction_timeout'),)
+
 
 def major(version):
     """Major version of a version tuple: (15, 18) -> 15, (9, 6, 24) -> (9, 6)."""
@@ -47,24 +52,51 @@ def versioned_bin_dirs():
 
 
 def choose_bin_dir(server_version, candidates):
-    """The newest candidate directory whose major version is at least the server's, or None (then PATH)."""
+    """The candidate directory of the server's own major version, else the oldest newer one, else None (then
+    PATH). The server's own version: its pg_dump writes archives that version's pg_restore reads, and its
+    pg_restore sets nothing in a session that the server does not know (``SESSION_SETTINGS``); where none
+    is installed, the newer version closest to the server."""
     want = major(server_version)
-    usable = [v for v in candidates if want is None or v >= want]
+    if want is None:
+        return candidates[max(candidates)] if candidates else None
+    usable = [v for v in candidates if v >= want]
     if not usable:
         return None
-    return candidates[max(usable)]
+    return candidates[min(usable)]
+
+
+def _install_hint(server_version):
+    return ('Install the PostgreSQL %s client tools (Debian/Ubuntu: postgresql-client-%s) or point client_bin_dir '
+            'at them' % (major_text(server_version), major_text(server_version)))
+
+
+def session_setting(tool_version, server_version):
+    """``(setting, the major version that added it)`` that a client of ``tool_version`` sets in every session
+    and a server of ``server_version`` does not know, or None."""
+    if not tool_version or not server_version:
+        return None
+    for since, setting in SESSION_SETTINGS:
+        if major(tool_version) >= since > major(server_version):
+            return setting, since
+    return None
 
 
 def dump_client_problem(tool, tool_version, server_version):
-    """Why ``tool`` (pg_dump) of ``tool_version`` cannot dump a server of ``server_version``, or None."""
+    """Why ``tool`` (pg_dump) of ``tool_version`` cannot dump a server of ``server_version`` into a snapshot
+    that can be restored into that server, or None."""
     if not tool_version:
         return 'could not tell the version of %s' % tool
     if major(tool_version) < major(server_version):
         return ('%s %s is older than the PostgreSQL server %s: pg_dump must be at least the server\'s major version '
-                '(%s). Install the PostgreSQL %s client tools (Debian/Ubuntu: postgresql-client-%s) or point '
-                'client_bin_dir at them' % (tool, version_text(tool_version), version_text(server_version),
-                                            major_text(server_version), major_text(server_version),
-                                            major_text(server_version)))
+                '(%s). %s' % (tool, version_text(tool_version), version_text(server_version),
+                              major_text(server_version), _install_hint(server_version)))
+    newer = session_setting(tool_version, server_version)
+    if newer:
+        return ('%s %s would take a snapshot that cannot be restored into the PostgreSQL server %s: only the %s client '
+                'tools or newer read it, and they set %s (new in PostgreSQL %s) in every session, which the server '
+                'refuses. %s' % (tool, version_text(tool_version), version_text(server_version),
+                                 major_text(tool_version), newer[0], version_text(newer[1]),
+                                 _install_hint(server_version)))
     return None
 
 
@@ -79,6 +111,36 @@ def archive_reader_problem(tool, tool_version, writer_version):
                 % (tool, version_text(tool_version), version_text(writer_version), major_text(writer_version),
                    major_text(writer_version)))
     return None
+
+
+def restore_client_problem(fmt, tool_version, writer_version, server_version):
+    """Why a snapshot in format ``fmt`` that pg_dump ``writer_version`` wrote cannot be restored into a server
+    of ``server_version`` with the client tools of ``tool_version``, or None. A plain SQL script holds
+    what its pg_dump set; an archive gets what the pg_restore reading it sets."""
+    if fmt == 'plain':
+        newer = session_setting(writer_version, server_version)
+        if newer:
+            return ('this snapshot\'s SQL script, which pg_dump %s wrote, sets %s (new in PostgreSQL %s), which the '
+                    'PostgreSQL server %s refuses: restore it into PostgreSQL %s or later'
+                    % (version_text(writer_version), newer[0], version_text(newer[1]), version_text(server_version),
+                       version_text(newer[1])))
+        return None
+    problem = archive_reader_problem('pg_restore', tool_version, writer_version)
+    if problem:
+        return problem
+    newer = session_setting(tool_version, server_version)
+    if not newer:
+        return None
+    if writer_version and session_setting(writer_version, server_version):
+        return ('this snapshot, which pg_dump %s wrote, can only be read by pg_restore %s or newer, which sets %s '
+                '(new in PostgreSQL %s) in every session; the PostgreSQL server %s refuses it: restore it into '
+                'PostgreSQL %s or later'
+                % (version_text(writer_version), major_text(writer_version), newer[0], version_text(newer[1]),
+                   version_text(server_version), version_text(newer[1])))
+    return ('pg_restore %s cannot restore into the PostgreSQL server %s: it sets %s (new in PostgreSQL %s) in every '
+            'session, which the server refuses. %s' % (version_text(tool_version), version_text(server_version),
+                                                       newer[0], version_text(newer[1]),
+                                                       _install_hint(server_version)))
 
 
 class ClientTools(object):

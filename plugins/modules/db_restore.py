@@ -305,7 +305,7 @@ class DbRestoreManager(Manager):
             if not probe['database_exists'] and not p['create']:
                 raise ModuleFailure('target database %s does not exist on the %s server (set create: true to '
                                     'create it)' % (target, p['engine']))
-            engine.check_client(probe)
+            engine.check_client(probe, part_meta)  # can the tools read the snapshot and restore into this server
             mode = self.verify_mode(part_meta, result)  # refused before the target is touched
             if self.module.check_mode:
                 return result

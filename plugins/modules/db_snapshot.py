@@ -19,8 +19,10 @@ description:
   - PostgreSQL is dumped with C(pg_dump) (custom, directory or plain format) reading a snapshot that a
     REPEATABLE READ transaction exported (C(pg_dump --snapshot)); the same transaction counts (and checksums)
     the tables while the dump runs, so the recorded figures describe exactly the dumped rows even while the
-    application keeps writing. The client tools are taken from O(client_bin_dir), else from the newest
-    C(/usr/lib/postgresql/<N>/bin) at least as new as the server, else from E(PATH). MySQL/MariaDB with
+    application keeps writing. The client tools are taken from O(client_bin_dir), else from
+    C(/usr/lib/postgresql/<N>/bin) of the server's own major version, else of the closest newer one, else from
+    E(PATH); C(pg_dump) 17 or later is refused for a server before 17, whose snapshot it could not restore.
+    MySQL/MariaDB with
     C(mariadb-dump)/C(mysqldump) in one consistent transaction (C(--single-transaction)) including routines,
     triggers, events and binary data as hex; the dump must end with its completion footer. SQLite with the
     online backup API in one step, so the copy completes while the application keeps writing, then

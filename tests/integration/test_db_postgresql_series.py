@@ -20,7 +20,7 @@ import pytest
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _pg_archive as pg_archive
 from conftest import unique_name
 from support.modules import run_module
-from support.pg_data import content_digest, make_shop, mutate, schema_dump, sequences
+from support.pg_data import content_digest, databases, make_shop, mutate, schema_dump, sequences
 from support.servers import PG_SERIES, PostgresServer, pg_series
 
 FROZEN = 'tables loaded frozen (TRUNCATE ONLY, then COPY ... WITH (FREEZE)): %d'
@@ -115,3 +115,43 @@ def test_a_snapshot_of_postgresql_15_restores_into_a_newer_server(pg_server, pg_
         assert sequences(series_server, target) == sequences(pg_server, pg_db)
     finally:
         series_server.drop_database(target)
+
+
+@pytest.mark.parametrize('major', PG_SERIES)
+def test_newer_client_tools_are_refused_for_an_older_server_before_anything_is_written(
+        pg_server, pg_db, snapshot_root, major):
+    """pg_dump 17 or 18 can dump PostgreSQL 15, but only pg_restore 17 or later reads what it writes, and that
+    sets transaction_timeout, which 15 refuses: the snapshot could never be restored into its own server. So
+    the pre-flight refuses, in check mode too, and nothing is written."""
+    make_shop(pg_server, pg_db)
+    client = pg_series(major)[1]
+    args = dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root, client_bin_dir=client)
+    for check in (True, False):
+        r = run_module('db_snapshot', args, check=check)
+        assert r.failed, r
+        assert r['msg'].startswith('pg_dump %s.' % major), r['msg']
+        assert 'cannot be restored into the PostgreSQL server 15.' in r['msg'], r['msg']
+        assert 'transaction_timeout (new in PostgreSQL 17)' in r['msg'] and 'postgresql-client-15' in r['msg']
+        assert not os.path.exists(snapshot_root) or os.listdir(snapshot_root) == []
+
+
+@pytest.mark.parametrize('pg_clean', ['recreate', 'schemas'])
+def test_a_newer_pg_restore_is_refused_for_an_older_server_before_the_target_is_touched(
+        pg_server, pg_db, snapshot_root, pg_clean):
+    make_shop(pg_server, pg_db)
+    r = run_module('db_snapshot', dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root))
+    assert not r.failed, r
+    mutate(pg_server, pg_db)
+    mutated = state(pg_server, pg_db)
+    before = databases(pg_server)
+    args = dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root, client_bin_dir=pg_series('17')[1],
+                pg_clean=pg_clean)
+    for check in (True, False):
+        res = run_module('db_restore', args, check=check)
+        assert res.failed, res
+        assert res['msg'].startswith('pg_restore 17.') and 'cannot restore into the PostgreSQL server 15.' in res['msg']
+        assert 'transaction_timeout' in res['msg'] and 'postgresql-client-15' in res['msg'], res['msg']
+    assert state(pg_server, pg_db) == mutated and databases(pg_server) == before
+    # the server's own tools restore it
+    res = run_module('db_restore', dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root, pg_clean=pg_clean))
+    assert not res.failed and res['tables_match'] is True, res

@@ -21,7 +21,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_post
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_load import split_toc  # noqa: E402
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import ToolError  # noqa: E402
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_client import (  # noqa: E402
-    archive_reader_problem, choose_bin_dir, dump_client_problem, major)
+    archive_reader_problem, choose_bin_dir, dump_client_problem, major, restore_client_problem)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import (  # noqa: E402
     dbname_option, is_unreachable, passfile_line)
 
@@ -66,13 +66,60 @@ def test_pg_restore_must_read_the_archive_version():
     assert 'pg_restore 15.18 cannot read this snapshot, which pg_dump 16.3 wrote' in problem
 
 
-def test_client_dir_is_the_newest_at_least_the_server():
+def test_client_dir_is_the_servers_own_version_else_the_closest_newer_one():
     dirs = {(13,): '/usr/lib/postgresql/13/bin', (15,): '/usr/lib/postgresql/15/bin',
             (17,): '/usr/lib/postgresql/17/bin', (9, 6): '/usr/lib/postgresql/9.6/bin'}
-    assert choose_bin_dir((15, 4), dirs) == '/usr/lib/postgresql/17/bin'
-    assert choose_bin_dir((9, 6, 1), dirs) == '/usr/lib/postgresql/17/bin'
+    assert choose_bin_dir((15, 4), dirs) == '/usr/lib/postgresql/15/bin', 'the server\'s own, not the newest'
+    assert choose_bin_dir((14, 2), dirs) == '/usr/lib/postgresql/15/bin', 'the closest newer one'
+    assert choose_bin_dir((9, 6, 1), dirs) == '/usr/lib/postgresql/9.6/bin'
+    assert choose_bin_dir((16, 1), dirs) == '/usr/lib/postgresql/17/bin'
     assert choose_bin_dir((18, 0), dirs) is None, 'none new enough: fall back to PATH'
     assert choose_bin_dir((15, 4), {}) is None
+    assert choose_bin_dir((), dirs) == '/usr/lib/postgresql/17/bin', 'server version unknown: the newest'
+
+
+@pytest.mark.parametrize('client, server', [((17, 12), (15, 18)), ((18, 1), (16, 4)), ((17, 0), (9, 6, 24))])
+def test_pg_dump_17_or_later_of_an_older_server_is_refused(client, server):
+    """Only pg_restore 17 or later reads what pg_dump 17 writes, and it sets transaction_timeout in every session,
+    which a server before 17 refuses: such a snapshot could not be restored into the server it comes from."""
+    problem = dump_client_problem('pg_dump', client, server)
+    assert problem.startswith('pg_dump %s would take a snapshot that cannot be restored into the PostgreSQL server %s'
+                              % ('.'.join(map(str, client)), '.'.join(map(str, server)))), problem
+    assert 'transaction_timeout (new in PostgreSQL 17)' in problem
+    assert 'postgresql-client-%s' % '.'.join(map(str, major(server))) in problem
+
+
+@pytest.mark.parametrize('client, server', [((17, 12), (17, 2)), ((18, 1), (17, 6)), ((16, 4), (15, 18))])
+def test_pg_dump_newer_than_the_server_is_fine_where_it_sets_nothing_new(client, server):
+    assert dump_client_problem('pg_dump', client, server) is None
+
+
+@pytest.mark.parametrize('fmt, tool, writer, server, expected', [
+    ('custom', (15, 18), (15, 2), (15, 18), None),
+    ('custom', (17, 12), (15, 18), (17, 6), None),
+    ('directory', (18, 1), (17, 12), (18, 0), None),
+    ('plain', None, (15, 18), (15, 18), None),
+    ('plain', None, (17, 12), (18, 1), None),
+    ('custom', (17, 12), (15, 18), (15, 18),
+     'pg_restore 17.12 cannot restore into the PostgreSQL server 15.18: it sets transaction_timeout (new in PostgreSQL '
+     '17) in every session, which the server refuses. Install the PostgreSQL 15 client tools (Debian/Ubuntu: '
+     'postgresql-client-15) or point client_bin_dir at them'),
+    ('custom', (17, 12), (17, 12), (16, 4),
+     'this snapshot, which pg_dump 17.12 wrote, can only be read by pg_restore 17 or newer, which sets '
+     'transaction_timeout (new in PostgreSQL 17) in every session; the PostgreSQL server 16.4 refuses it: restore it '
+     'into PostgreSQL 17 or later'),
+    ('custom', (15, 18), (16, 3), (16, 3), 'pg_restore 15.18 cannot read this snapshot, which pg_dump 16.3 wrote'),
+    ('plain', None, (17, 12), (15, 18),
+     "this snapshot's SQL script, which pg_dump 17.12 wrote, sets transaction_timeout (new in PostgreSQL 17), which "
+     "the PostgreSQL server 15.18 refuses: restore it into PostgreSQL 17 or later"),
+    ('plain', None, (), (15, 18), None),
+])
+def test_what_can_restore_a_snapshot_into_a_server(fmt, tool, writer, server, expected):
+    problem = restore_client_problem(fmt, tool, writer, server)
+    if expected is None:
+        assert problem is None
+    else:
+        assert problem is not None and problem.startswith(expected), problem
 
 
 @pytest.mark.parametrize('password, line', [
