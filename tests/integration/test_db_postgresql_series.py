@@ -2,7 +2,7 @@
 # Copyright: djangoops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """db_snapshot / db_restore with PostgreSQL 17 and 18, servers and client tools alike (fetched by
-scripts/fetch_postgresql.py), and a newer client beside an older server.
+scripts/fetch_engines.py), and a newer client beside an older server.
 
 Their archives are newer than 15's (version 1.16: a table's relkind in the table of contents, the
 compression method in the header), which the archive reader must understand to load the tables

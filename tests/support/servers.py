@@ -20,19 +20,29 @@ import tempfile
 import time
 
 PG_BIN_CANDIDATES = sorted(glob.glob('/usr/lib/postgresql/*/bin'), reverse=True)
-# The PostgreSQL series tested besides Debian 12's own, fetched by scripts/fetch_postgresql.py (make test).
-PG_SERIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                             '.build', 'postgresql')
+# The versions tested besides Debian 12's own, fetched by scripts/fetch_engines.py (make test).
+BUILD_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), '.build')
 PG_SERIES = ('17', '18')
+MARIADB_SERIES = ('11.8',)
+
+
+def _fetched(kind, version):
+    where = os.path.join(BUILD_DIR, kind, version)
+    if not os.path.isfile(os.path.join(where, 'ready')):
+        raise RuntimeError('%s %s is not under %s: make test fetches it (scripts/fetch_engines.py)'
+                           % (kind, version, os.path.dirname(where)))
+    return where
 
 
 def pg_series(major):
-    """``(server bin dir, client bin dir)`` of PostgreSQL ``major`` as scripts/fetch_postgresql.py left them."""
-    where = os.path.join(PG_SERIES_DIR, major)
-    if not os.path.isfile(os.path.join(where, 'ready')):
-        raise RuntimeError('PostgreSQL %s is not under %s: make test fetches it (scripts/bootstrap.sh, '
-                           'ensure_postgresql_series)' % (major, PG_SERIES_DIR))
+    """``(server bin dir, client bin dir)`` of PostgreSQL ``major`` as scripts/fetch_engines.py left them."""
+    where = _fetched('postgresql', major)
     return os.path.join(where, 'server', 'bin'), os.path.join(where, 'client')
+
+
+def mariadb_series(version):
+    """The base directory (bin/, sbin/mariadbd, share/) of MariaDB ``version`` as scripts/fetch_engines.py left it."""
+    return os.path.join(_fetched('mariadb', version), 'base')
 
 
 # Passwords that would break any naive quoting: quotes, spaces, $, #, backslash, colon, unicode.
@@ -172,7 +182,9 @@ class MariaDBServer(object):
 
     user = 'djangoops'
 
-    def __init__(self, host='127.0.0.1', port=None, base=None, netns=None, extra_args=()):
+    def __init__(self, host='127.0.0.1', port=None, base=None, netns=None, extra_args=(), basedir=None):
+        self.basedir = basedir  # a MariaDB base directory (bin/, sbin/mariadbd, share/); None: Debian 12's, on PATH
+        self.bindir = os.path.join(basedir, 'bin') if basedir else None  # its client tools
         self.host = host
         self.port = port or free_port()
         self.extra_args = list(extra_args)  # more mariadbd options (TLS certificates, ...)
@@ -191,17 +203,18 @@ class MariaDBServer(object):
         if fresh:
             os.makedirs(self.datadir)
             _chown_tree(self.base, 'mysql')
-            subprocess.run(['mariadb-install-db', '--no-defaults', '--user=mysql', '--datadir=' + self.datadir,
-                            '--auth-root-authentication-method=normal', '--skip-test-db'], check=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            subprocess.run([self._program('bin', 'mariadb-install-db'), '--no-defaults'] + self._base_args() + [
+                '--user=mysql', '--datadir=' + self.datadir, '--auth-root-authentication-method=normal',
+                '--skip-test-db'], check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         prefix = ['ip', 'netns', 'exec', self.netns] if self.netns else []
         with open(self.log, 'ab') as log:
             self.proc = subprocess.Popen(
-                prefix + ['mariadbd', '--no-defaults', '--user=mysql', '--datadir=' + self.datadir,
-                          '--socket=' + self.socket, '--port=%d' % self.port, '--bind-address=' + self.host,
-                          '--pid-file=' + self.pidfile, '--skip-log-bin', '--skip-name-resolve',
-                          '--innodb-flush-log-at-trx-commit=0', '--innodb-doublewrite=0', '--log-error=' + self.log,
-                          '--character-set-server=utf8mb4', '--collation-server=utf8mb4_unicode_ci'] + self.extra_args,
+                prefix + [self._program('sbin', 'mariadbd'), '--no-defaults'] + self._base_args() + [
+                    '--user=mysql', '--datadir=' + self.datadir,
+                    '--socket=' + self.socket, '--port=%d' % self.port, '--bind-address=' + self.host,
+                    '--pid-file=' + self.pidfile, '--skip-log-bin', '--skip-name-resolve',
+                    '--innodb-flush-log-at-trx-commit=0', '--innodb-doublewrite=0', '--log-error=' + self.log,
+                    '--character-set-server=utf8mb4', '--collation-server=utf8mb4_unicode_ci'] + self.extra_args,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if not self.netns:
             _wait_port(self.host, self.port, self.proc, 60, self.log)
@@ -216,6 +229,12 @@ class MariaDBServer(object):
                               (self.password,))
                 self.root_sql("GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION" % (self.user, where))
         return self
+
+    def _program(self, where, name):
+        return os.path.join(self.basedir, where, name) if self.basedir else name
+
+    def _base_args(self):
+        return ['--basedir=' + self.basedir] if self.basedir else []
 
     def root_sql(self, statement, params=None):
         """One statement as root over the Unix socket (``%%`` for a literal percent sign when params are given)."""
