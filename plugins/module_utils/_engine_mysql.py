@@ -32,6 +32,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import
 
 try:
     import pymysql
+    from pymysql.constants import CLIENT
 except ImportError:  # reported when first needed, naming the package to install
     pymysql = None
 
@@ -75,6 +76,7 @@ class MySQLEngine(Engine):
         self.user = conn.get('login_user') or 'root'
         self._tools = {}
         self._defaults_files = {}
+        self._server_tls = True  # until a probe says otherwise: the client tools keep their own TLS default
         self._probe = None
 
     # -- connections -------------------------------------------------------------------------
@@ -170,12 +172,14 @@ class MySQLEngine(Engine):
         return self._tools[role]
 
     def defaults_file(self, info):
-        """The 0600 option file with the credentials, one per client flavour, written once."""
-        if info.flavour not in self._defaults_files:
+        """The 0600 option file with the credentials, one per client flavour and version, written once."""
+        key = (info.flavour, tuple(info.version))
+        if key not in self._defaults_files:
             text = client.option_file(info.flavour, self.endpoint, self.user, self.conn.get('login_password'),
-                                      self.conn)
-            self._defaults_files[info.flavour] = self.secrets.write('my-%s.cnf' % info.flavour, text)
-        return self._defaults_files[info.flavour]
+                                      self.conn, info.version, self._server_tls)
+            self._defaults_files[key] = self.secrets.write('my-%s-%d.cnf' % (info.flavour, len(self._defaults_files)),
+                                                           text)
+        return self._defaults_files[key]
 
     def tool_argv(self, info, *args):
         # --defaults-extra-file is only honoured as the very first argument.
@@ -193,6 +197,8 @@ class MySQLEngine(Engine):
         con = self.connect()
         try:
             with con.cursor() as cur:
+                # Whether the server offers TLS, as the handshake said: the client tools are told to match.
+                self._server_tls = bool(con.server_capabilities & CLIENT.SSL)
                 cur.execute('SELECT VERSION(), @@version_comment, CURRENT_USER()')
                 version, comment, current_user = cur.fetchone()
                 cur.execute('SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA '

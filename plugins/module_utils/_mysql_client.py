@@ -62,6 +62,10 @@ _SSL_LINES = {
     },
 }
 
+# From 11.4 on, MariaDB's clients require TLS unless told otherwise (and verify the server's certificate, a
+# self-signed one by the password); before, they spoke plain text to a server without TLS, as PyMySQL does.
+MARIADB_TLS_BY_DEFAULT = (11, 4)
+
 _OPTION_ESCAPES = {'\\': '\\\\', '"': '\\"', "'": "\\'", '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b'}
 
 
@@ -148,9 +152,17 @@ def option_value(value):
     return '"%s"' % ''.join(_OPTION_ESCAPES.get(ch, ch) for ch in str(value))
 
 
-def ssl_lines(flavour, conn):
-    """Option-file lines for the TLS options of ``conn``."""
+def ssl_lines(flavour, conn, client_version=(), server_tls=True):
+    """Option-file lines for the TLS options of ``conn``, for a client of ``flavour`` and ``client_version``
+    talking to a server that offers TLS or not (``server_tls``, from the connection that checked it).
+
+    Without ssl_mode (or with allow or prefer) TLS is not required: a MariaDB client that would require it by
+    itself (11.4 and later) is told to speak plain text to a server without TLS, as older clients and the
+    module's own connection do; against a server with TLS it keeps its default (TLS, verified)."""
     mode = effective_ssl_mode(conn)
+    if (flavour == MARIADB and tuple(client_version) >= MARIADB_TLS_BY_DEFAULT and not server_tls
+            and mode in (None, 'allow', 'prefer')):
+        return ['skip-ssl']
     lines = list(_SSL_LINES[flavour].get(mode, ())) if mode else []
     for key, option in (('ssl_ca', 'ssl-ca'), ('ssl_cert', 'ssl-cert'), ('ssl_key', 'ssl-key')):
         if conn.get(key):
@@ -165,8 +177,9 @@ def effective_ssl_mode(conn):
     return 'verify-ca' if conn.get('ssl_ca') else None
 
 
-def option_file(flavour, endpoint, user, password, conn):
-    """The text of the ``--defaults-extra-file`` for a client of ``flavour``.
+def option_file(flavour, endpoint, user, password, conn, client_version=(), server_tls=True):
+    """The text of the ``--defaults-extra-file`` for a client of ``flavour`` and ``client_version`` (TLS: see
+    ``ssl_lines``).
 
     Only options every client tool of the flavour knows go in [client]: an option a tool does not
     know there (connect-timeout for mysqldump) makes it refuse to start."""
@@ -177,7 +190,7 @@ def option_file(flavour, endpoint, user, password, conn):
         lines += ['socket=%s' % option_value(endpoint['socket']), 'protocol=socket']
     else:
         lines += ['host=%s' % option_value(endpoint['host']), 'port=%d' % endpoint['port'], 'protocol=tcp']
-    lines += ssl_lines(flavour, conn)
+    lines += ssl_lines(flavour, conn, client_version, server_tls)
     return '\n'.join(lines) + '\n'
 
 

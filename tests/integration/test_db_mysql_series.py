@@ -67,6 +67,29 @@ def test_round_trip_with_the_servers_own_client_tools(series_mariadb, snapshot_r
         series_mariadb.drop_database(db)
 
 
+def test_a_newer_client_works_with_a_server_without_tls(mariadb_server, mysql_db, snapshot_root):
+    """Debian 12's MariaDB 10.11 offers no TLS (none configured); the 11.8 client tools would refuse it ("SSL is
+    required, but the server does not support it") unless told to speak plain text, as the module's own
+    connection does when ssl_mode does not ask for TLS."""
+    make_shop(mariadb_server, mysql_db)
+    assert mariadb_server.sql("SHOW GLOBAL VARIABLES LIKE 'have_ssl'")[0][1] != 'YES'
+    version = MARIADB_SERIES[-1]
+    round_trip(mariadb_server, mysql_db, snapshot_root, mariadb_series(version) + '/bin', version)
+
+
+def test_tls_asked_for_from_a_server_without_is_refused_before_anything_runs(
+        mariadb_server, mysql_db, snapshot_root):
+    make_shop(mariadb_server, mysql_db)
+    r = run_module('db_snapshot', args(mariadb_server, mysql_db, snapshot_root,
+                                       mariadb_series(MARIADB_SERIES[-1]) + '/bin', ssl_mode='require'))
+    # PyMySQL refuses by itself ("SSL is required but the server doesn't support it"); an older one falls back to
+    # plain text and the module refuses ("ssl_mode=require, but ... did not accept TLS")
+    assert r.failed and r['msg'].startswith(('cannot connect to the MySQL/MariaDB server at',
+                                             'ssl_mode=require, but the MySQL/MariaDB server at')), r['msg']
+    assert 'SSL is required' in r['msg'] or r['msg'].endswith('did not accept TLS'), r['msg']
+    assert not r.get('commands'), 'no tool ran'
+
+
 def test_an_older_client_is_refused_for_a_newer_server(series_mariadb, snapshot_root):
     db = shop_on(series_mariadb)
     try:

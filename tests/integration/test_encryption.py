@@ -53,7 +53,7 @@ def snapshot_writes_only_ciphertext(args, root):
                        % os.path.dirname(args['database']))
         allowed.append(r'^%s(-wal|-shm)$' % args['database'])
     # Credential files (libpq passfile, MySQL option file) in the call's private directory.
-    allowed.append(r'^%s/djangoops-[^/]+/(pgpass|my-[a-z]+\.cnf)$' % tempfile.gettempdir())
+    allowed.append(r'^%s/djangoops-[^/]+/(pgpass|my-[a-z]+-[0-9]+\.cnf)$' % tempfile.gettempdir())
     # Python's tempfile probes its directory with an 8-character file holding b"blat".
     allowed.append(r'^%s/[a-z0-9_]{8}$' % tempfile.gettempdir())
     assert unexpected_writes(written, allowed) == [], unexpected_writes(written, allowed)

@@ -97,6 +97,28 @@ def test_ssl_mode_mapping(mode, mysql, mariadb):
     assert mc.ssl_lines('mariadb', conn) == mariadb
 
 
+@pytest.mark.parametrize('mode', [None, 'allow', 'prefer'])
+def test_a_mariadb_client_that_requires_tls_by_itself_speaks_plain_text_to_a_server_without(mode):
+    """MariaDB's clients require TLS from 11.4 on: against a server without TLS they would refuse to connect,
+    where older clients (and the module's own connection) speak plain text. Where TLS is not asked for,
+    they are told to do as the older ones; a server with TLS keeps their default (TLS, verified)."""
+    conn = {'ssl_mode': mode}
+    assert mc.ssl_lines('mariadb', conn, (11, 8, 9), server_tls=False) == ['skip-ssl']
+    assert mc.ssl_lines('mariadb', conn, (11, 4, 0), server_tls=False) == ['skip-ssl']
+    default = mc.ssl_lines('mariadb', conn)
+    assert mc.ssl_lines('mariadb', conn, (11, 8, 9), server_tls=True) == default
+    assert mc.ssl_lines('mariadb', conn, (11, 3, 2), server_tls=False) == default, 'before 11.4: plain text anyway'
+    assert mc.ssl_lines('mysql', conn, (8, 4, 0), server_tls=False) == mc.ssl_lines('mysql', conn)
+
+
+@pytest.mark.parametrize('mode', ['require', 'verify-ca', 'verify-full'])
+def test_tls_that_was_asked_for_is_never_dropped(mode):
+    conn = {'ssl_mode': mode}
+    assert mc.ssl_lines('mariadb', conn, (11, 8, 9), server_tls=False) == mc.ssl_lines('mariadb', conn)
+    assert 'skip-ssl' not in mc.option_file('mariadb', {'host': 'db', 'port': 3306}, 'u', 'p', conn, (11, 8, 9),
+                                            server_tls=False)
+
+
 def test_a_ca_alone_means_verify_ca_and_files_are_quoted():
     conn = {'ssl_ca': '/etc/ssl/my ca.pem', 'ssl_cert': '/c.pem', 'ssl_key': '/k.pem'}
     assert mc.ssl_lines('mysql', conn) == ['ssl-mode=VERIFY_CA', 'ssl-ca="/etc/ssl/my ca.pem"', 'ssl-cert="/c.pem"',
