@@ -76,8 +76,14 @@ def can_act_as(con, role):
 
 
 def other_sessions(con, name):
-    row = con.execute('SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s '
-                      'AND pid <> pg_catalog.pg_backend_pid()', (name,)).fetchone()
+    """How many other sessions are in database ``name``. Autovacuum workers are not counted: they are no
+    application's, and PostgreSQL stops them itself for a DROP or RENAME DATABASE (and an in-place restore's
+    locks cancel them), while after a bad deploy's writes one is often at work in the target."""
+    query = ('SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s '
+             'AND pid <> pg_catalog.pg_backend_pid()')
+    if con.info.server_version >= 100000:  # backend_type is new in PostgreSQL 10
+        query += " AND backend_type IS DISTINCT FROM 'autovacuum worker'"
+    row = con.execute(query, (name,)).fetchone()
     return int(row[0])
 
 

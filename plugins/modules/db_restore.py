@@ -94,7 +94,8 @@ options:
       - Terminate other sessions connected to the target database (PostgreSQL). With O(pg_clean=recreate), right
         before the swap, after new connections to the target were shut out (C(ALLOW_CONNECTIONS false), undone if
         the swap fails); with V(schemas), before the restore transaction starts.
-      - Without it, a target with other sessions is refused before anything is restored.
+      - Without it, a target with other sessions is refused before anything is restored. Autovacuum workers do not
+        count - PostgreSQL stops them itself.
     type: bool
     default: false
   mysql_definers:
