@@ -22,10 +22,9 @@ description:
     application keeps writing. The client tools are taken from O(client_bin_dir), else from
     C(/usr/lib/postgresql/<N>/bin) of the server's own major version, else of the closest newer one, else from
     E(PATH); C(pg_dump) 17 or later is refused for a server before 17, whose snapshot it could not restore.
-    MySQL/MariaDB with
-    C(mariadb-dump)/C(mysqldump) in one consistent transaction (C(--single-transaction)) including routines,
-    triggers, events and binary data as hex; the dump must end with its completion footer. SQLite with the
-    online backup API in one step, so the copy completes while the application keeps writing, then
+    MySQL/MariaDB with C(mariadb-dump)/C(mysqldump) in one consistent transaction (C(--single-transaction))
+    including routines, triggers, events and binary data as hex; the dump must end with its completion footer.
+    SQLite with the online backup API in one step, so the copy completes while the application keeps writing, then
     C(PRAGMA integrity_check) on the copy.
   - Everything runs as argument lists without a shell; every process of a pipeline (dump, compressor) must
     succeed, and an error printed by a tool fails the task even when the tool exits 0.
