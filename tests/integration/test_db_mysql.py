@@ -12,12 +12,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import pytest
 
 from conftest import unique_name
+from support.background import InThread
 from support.modules import COLLECTIONS_PATH, run_module
 from support.mysql_data import (content_digest, fill_blobs, make_shop, make_tls_files, make_wrapper, mutate,
                                 next_auto_increment, schema)
@@ -253,15 +253,13 @@ def _find_dump_process(db, deadline):
 
 def test_dump_tool_killed_midway_leaves_nothing(mariadb_server, mysql_db, snapshot_root):
     fill_blobs(mariadb_server, mysql_db, 48)
-    box = {}
-    worker = threading.Thread(target=lambda: box.update(r=snap(mariadb_server, mysql_db, snapshot_root,
-                                                               compression='zstd')))
-    worker.start()
+    job = InThread(lambda: snap(mariadb_server, mysql_db, snapshot_root, compression='zstd'))
+    job.start()
     pid = _find_dump_process(mysql_db, time.monotonic() + 60)
     assert pid, 'the dump finished before it could be killed'
     os.kill(pid, 9)
-    worker.join(120)
-    r = box['r']
+    job.wait(120, 'the snapshot hangs after its dump tool was killed')
+    r = job.result
     assert r.failed and 'mariadb-dump was killed by signal 9' in r['msg'], r['msg']
     assert root_entries(snapshot_root) == [], 'no manifest, no .partial'
     r = snap(mariadb_server, mysql_db, snapshot_root, compression='zstd')
@@ -376,20 +374,18 @@ def test_a_parallel_client_killed_midway_fails_the_restore_clearly(mariadb_serve
     fill_blobs(server, db, 48)  # 48 rows of 1 MiB: one INSERT statement each, so loaded in parallel
     r = snap(server, db, snapshot_root)
     assert not r.failed, r
-    outcome = {}
-    thread = threading.Thread(target=lambda: outcome.update(res=restore(server, db, snapshot_root)))
-    thread.start()
+    job = InThread(lambda: restore(server, db, snapshot_root))
+    job.start()
     pid = _find_restore_worker(db, time.monotonic() + 60)
     assert pid, 'no parallel client seen'
     os.kill(pid, 9)
-    thread.join(120)
-    assert not thread.is_alive(), 'the restore hangs after a client died'
-    res = outcome['res']
+    job.wait(120, 'the restore hangs after a client died')
+    res = job.result
     assert res.failed and 'PARTLY restored' in res['msg'], res['msg']
     assert 'killed by signal 9' in res['msg'], res['msg']
     # the snapshot is unchanged and a second restore completes
     again = restore(server, db, snapshot_root)
-    assert not again.failed and again['tables_match'] is True, again
+    assert not again.failed and again['tables_match'] is True, again.get('msg', again)
 
 
 def test_a_dump_waiting_for_a_table_lock_is_stopped_at_the_timeout(mariadb_server, shop, snapshot_root):
@@ -397,23 +393,19 @@ def test_a_dump_waiting_for_a_table_lock_is_stopped_at_the_timeout(mariadb_serve
     # write nothing. timeout must still end the task, leave nothing behind and not touch the lock holder.
     server, db = mariadb_server, shop
     holder = server.connect(db)
-    outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(r=snap(server, db, snapshot_root, timeout=3)))
+    job = InThread(lambda: snap(server, db, snapshot_root, timeout=3))
     try:
         with holder.cursor() as cur:
             cur.execute('LOCK TABLES customer WRITE')
-        started = time.monotonic()
-        worker.start()
-        worker.join(60)
-        took = time.monotonic() - started
-        assert not worker.is_alive(), 'the dump ignores its timeout'
+        job.start()
+        took = job.wait(60, 'the dump ignores its timeout')
         with holder.cursor() as cur:
             cur.execute('SELECT COUNT(*) FROM customer')  # still locked by, and readable for, the holder
             assert cur.fetchone()[0] > 0
     finally:
         holder.close()  # the lock goes: a dump that ignored the timeout now ends
-        worker.join(120)
-    r = outcome['r']
+        job.join(120)
+    r = job.result
     assert r.failed and 'timed out after 3s and stopped (still running: mariadb-dump' in r['msg'], r['msg']
     assert took < 3 + 20, took
     assert root_entries(snapshot_root) == [], 'no manifest, no .partial'
@@ -429,28 +421,25 @@ def test_a_restore_blocked_by_a_global_read_lock_is_stopped_at_the_timeout(maria
     fill_blobs(server, db, 48)  # one INSERT statement per row: loaded by the parallel clients
     r = snap(server, db, snapshot_root)
     assert not r.failed, r
-    outcome = {}
-    started = time.monotonic()
-    thread = threading.Thread(target=lambda: outcome.update(res=restore(server, db, snapshot_root, timeout=10)))
-    thread.start()
+    job = InThread(lambda: restore(server, db, snapshot_root, timeout=10))
+    job.start()
     locker = server.connect(None)
     try:
         assert _find_restore_worker(db, time.monotonic() + 60), 'no parallel client seen'
         with locker.cursor() as cur:
             cur.execute('FLUSH TABLES WITH READ LOCK')
-        thread.join(60)
-        took = time.monotonic() - started
+        took = job.wait(60, 'the restore ignores its timeout')
     finally:
         with locker.cursor() as cur:
             cur.execute('UNLOCK TABLES')
         locker.close()
-    assert not thread.is_alive(), 'the restore ignores its timeout'
-    res = outcome['res']
+        job.join(120)
+    res = job.result
     assert res.failed and 'timed out after 10s and stopped (still running: ' in res['msg'], res['msg']
     assert 'PARTLY restored' in res['msg'] and 'mariadb' in res['msg'].split('still running: ')[1], res['msg']
     assert took < 10 + 20, took
     again = restore(server, db, snapshot_root, timeout=120)
-    assert not again.failed and again['tables_match'] is True, again
+    assert not again.failed and again['tables_match'] is True, again.get('msg', again)
 
 
 def test_one_timeout_bounds_the_whole_restore_not_each_step(mariadb_server, mysql_db, snapshot_root):
@@ -460,32 +449,29 @@ def test_one_timeout_bounds_the_whole_restore_not_each_step(mariadb_server, mysq
     fill_blobs(server, db, 48)
     r = snap(server, db, snapshot_root)
     assert not r.failed, r
-    outcome = {}
-    thread = threading.Thread(target=lambda: outcome.update(res=restore(server, db, snapshot_root, timeout=9)))
+    job = InThread(lambda: restore(server, db, snapshot_root, timeout=9))
     locker = server.connect(None)
     try:
         with locker.cursor() as cur:
             cur.execute('FLUSH TABLES WITH READ LOCK')
-        started = time.monotonic()
-        thread.start()
+        job.start()
         time.sleep(5)
         with locker.cursor() as cur:
             cur.execute('UNLOCK TABLES')
         assert _find_restore_worker(db, time.monotonic() + 60), 'no parallel client seen'
         with locker.cursor() as cur:
             cur.execute('FLUSH TABLES WITH READ LOCK')
-        thread.join(60)
-        took = time.monotonic() - started
+        took = job.wait(60, 'the restore ignores its timeout')
     finally:
         with locker.cursor() as cur:
             cur.execute('UNLOCK TABLES')
         locker.close()
-    assert not thread.is_alive(), 'the restore ignores its timeout'
-    res = outcome['res']
+        job.join(120)
+    res = job.result
     assert res.failed and 'timed out after 9s and stopped (still running: ' in res['msg'], res['msg']
     assert took < 12.5, 'the steps got a timeout each: %.1f s' % took
     again = restore(server, db, snapshot_root, timeout=120)
-    assert not again.failed and again['tables_match'] is True, again
+    assert not again.failed and again['tables_match'] is True, again.get('msg', again)
 
 
 def _engine(server, db):

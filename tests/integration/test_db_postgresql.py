@@ -20,6 +20,7 @@ import pytest
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _pg_archive as pg_archive
 from conftest import unique_name
+from support.background import InThread
 from support.modules import run_module
 from support.pg_data import content_digest, databases, make_shop, mutate, schema_dump, sequences
 from support.watch import assert_secret_absent, process_argvs, run_module_traced
@@ -419,22 +420,18 @@ def test_a_dump_waiting_for_a_table_lock_is_stopped_at_the_timeout(pg_server, sh
     # A migration holding ACCESS EXCLUSIVE on a table: pg_dump (and the statistics beside it) wait for it and
     # write nothing. timeout must still end the task, leave nothing behind, and not touch the lock holder.
     holder = pg_server.connect(shop, autocommit=False)
-    outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(r=snap(pg_server, shop, snapshot_root, timeout=3)))
+    job = InThread(lambda: snap(pg_server, shop, snapshot_root, timeout=3))
     try:
         holder.execute('LOCK TABLE public."order" IN ACCESS EXCLUSIVE MODE')
-        started = time.monotonic()
-        worker.start()
-        worker.join(60)
-        took = time.monotonic() - started
-        assert not worker.is_alive(), 'the dump ignores its timeout'
+        job.start()
+        took = job.wait(60, 'the dump ignores its timeout')
         assert not _pids_of('pg_dump', '--dbname=' + shop), 'pg_dump was left running'
         assert holder.execute('SELECT count(*) FROM public."order"').fetchone()[0] > 0  # its transaction is intact
     finally:
         holder.rollback()  # the lock goes: a dump that ignored the timeout now ends
         holder.close()
-        worker.join(120)
-    r = outcome['r']
+        job.join(120)
+    r = job.result
     assert r.failed and 'timed out after 3s and stopped (still running: pg_dump' in r['msg'], r['msg']
     assert took < 3 + 20, took
     assert os.listdir(snapshot_root) == [], 'no manifest, no .partial'

@@ -9,11 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-import time
 
 import pytest
 
+from support.background import InThread
 from support.django_project import django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
 
 
@@ -102,21 +101,16 @@ def test_a_dumpdata_waiting_for_a_table_lock_is_stopped_at_the_timeout(shop_fact
     shop = shop_factory('5.2', 'postgresql')
     seeded(shop, products=5, orders=2, images=False)
     holder = shop.server.connect(shop.dbname, autocommit=False)
-    outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(
-        r=shop.run('django_dumpdata', snapshot_root=snapshot_root, compression='zstd', timeout=5)))
+    job = InThread(lambda: shop.run('django_dumpdata', snapshot_root=snapshot_root, compression='zstd', timeout=5))
     try:
         holder.execute('LOCK TABLE shop_product IN ACCESS EXCLUSIVE MODE')
-        started = time.monotonic()
-        worker.start()
-        worker.join(90)
-        took = time.monotonic() - started
-        assert not worker.is_alive(), 'django_dumpdata ignores its timeout'
+        job.start()
+        took = job.wait(90, 'django_dumpdata ignores its timeout')
     finally:
         holder.rollback()
         holder.close()
-        worker.join(600)
-    r = outcome['r']
+        job.join(600)
+    r = job.result
     assert r.failed and 'Django did not finish within timeout=5s' in r['msg'], r['msg']
     assert took < 5 + 40, took
     assert not os.path.isdir(snapshot_root) or os.listdir(snapshot_root) == [], 'nothing that looks complete'

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 
+from support.background import InThread
 from support.django_project import django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
 from support.modules import run_module, run_playbook
 
@@ -42,20 +42,16 @@ def test_the_snapshot_role_stops_a_dump_waiting_for_a_lock_at_djangoops_database
     book.write_text(PLAY.format(django=json.dumps(shop.args()), root=json.dumps(str(root)),
                                 locks=json.dumps(str(tmp_path / 'locks'))))
     holder = shop.server.connect(shop.dbname, autocommit=False)
-    outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(p=run_playbook(str(book), timeout=600)))
+    job = InThread(lambda: run_playbook(str(book), timeout=600))
     try:
         holder.execute('LOCK TABLE shop_product IN ACCESS EXCLUSIVE MODE')
-        started = time.monotonic()
-        worker.start()
-        worker.join(120)
-        took = time.monotonic() - started
-        assert not worker.is_alive(), 'the role did not pass the timeout: the dump waits for the lock'
+        job.start()
+        took = job.wait(120, 'the role did not pass the timeout: the dump waits for the lock')
     finally:
         holder.rollback()
         holder.close()
-        worker.join(600)
-    p = outcome['p']
+        job.join(600)
+    p = job.result
     assert p.returncode != 0, p.stdout[-4000:]
     assert 'timed out after 3s and stopped (still running: pg_dump' in p.stdout, p.stdout[-4000:]
     assert took < 120
