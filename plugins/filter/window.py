@@ -218,12 +218,15 @@ def window_report_html(report):
     return '\n'.join(out) + '\n'
 
 
-def django_connection(info, django=None):
-    """The db_snapshot/db_restore/db_info connection options of a django_info result.
+def django_connection(info, django=None, connection=None, client_bin_dir=None):
+    """The db_snapshot/db_restore/db_info connection options of a django_info result, or ``connection``
+    when the play gave one (not empty); with ``client_bin_dir`` added when it is set.
 
     django_info returns the password (with include_password) only when Django read it from the host; a
     password the play itself passed in ``secret_environment`` comes back masked, and django_info names
     the variable instead (``database.password_env``). Take that one from the play's own options."""
+    if connection:
+        return dict(connection, **({'client_bin_dir': client_bin_dir} if client_bin_dir else {}))
     try:
         database = info['database']
         connection = dict(database['connection'])
@@ -233,6 +236,8 @@ def django_connection(info, django=None):
     secret_env = (django or {}).get('secret_environment') or {}
     if env_name and env_name in secret_env:
         connection['login_password'] = secret_env[env_name]
+    if client_bin_dir:
+        connection['client_bin_dir'] = client_bin_dir
     return connection
 
 

@@ -55,3 +55,12 @@ def test_the_snapshot_and_restore_roles_use_djangoops_database_client_bin_dir(sh
     assert 'pg_restore 17.' in p.stdout and 'cannot restore into the PostgreSQL server 15.' in p.stdout, \
         p.stdout[-4000:]
     assert shop.server.sql('SELECT count(*) FROM django_migrations', database=shop.dbname)[0][0] == before
+    # with the play's own connection instead of Django's, the directory is added to that one
+    p = play(tmp_path, 'restore', dict(restore_django=shop.args(), restore_root=str(root), restore_media=False,
+                                       restore_release=False, restore_check_migrations=False,
+                                       restore_database_connection=shop.server.conn_args(shop.dbname)))
+    assert p.returncode != 0, p.stdout[-4000:]
+    assert 'pg_restore 17.' in p.stdout and 'cannot restore into the PostgreSQL server 15.' in p.stdout, \
+        p.stdout[-4000:]
+    assert shop.server.password not in p.stdout
+    assert shop.server.sql('SELECT count(*) FROM django_migrations', database=shop.dbname)[0][0] == before

@@ -108,3 +108,16 @@ def test_django_connection_takes_the_password_from_secret_environment():
     assert django_connection(from_host, {}) == {'engine': 'sqlite', 'database': '/srv/db.sqlite3'}
     with pytest.raises(AnsibleFilterError, match='django_info result'):
         django_connection({'failed': True}, {})
+
+
+def test_django_connection_gives_the_plays_own_connection_first_and_adds_client_bin_dir():
+    from ansible_collections.djangoops.maintenance.plugins.filter.window import django_connection
+    info = {'database': {'connection': {'engine': 'postgresql', 'database': 'shop'}, 'password_env': None}}
+    own = {'engine': 'mysql', 'database': 'other', 'login_host': 'db'}
+    assert django_connection(info, {}, own) == own
+    assert django_connection({'skipped': True}, {}, own, '/opt/bin') == dict(own, client_bin_dir='/opt/bin'), \
+        'Django\'s result is not read when the play gives its own connection'
+    assert own == {'engine': 'mysql', 'database': 'other', 'login_host': 'db'}, 'input left alone'
+    assert django_connection(info, {}, {}, '/usr/lib/postgresql/15/bin') == {
+        'engine': 'postgresql', 'database': 'shop', 'client_bin_dir': '/usr/lib/postgresql/15/bin'}
+    assert django_connection(info, {}, {}, '') == {'engine': 'postgresql', 'database': 'shop'}
