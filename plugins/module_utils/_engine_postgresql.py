@@ -388,7 +388,7 @@ class PostgreSQLEngine(Engine):
         restore into this server."""
         writer = parse_version(meta.get('pg_dump_version') or '')
         self.tools.path('psql')
-        tool = self.tools.version('pg_restore') if meta['format'] != 'plain' else None
+        tool = self.tools.version('pg_restore' if meta['format'] != 'plain' else 'psql')
         problem = restore_client_problem(meta['format'], tool, writer, server_version)
         if problem:
             raise EngineError(problem)

@@ -26,6 +26,12 @@ VERSIONED_BIN_GLOBS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin')
 # parameter") and the restore fails at its first statement, whatever the archive holds.
 SESSION_SETTINGS = (((17,), 'transaction_timeout'),)
 
+# The minor release of each major from which pg_dump begins a plain SQL script with ``\\restrict <key>`` (and ends
+# it with ``\\unrestrict``), and psql understands both (CVE-2025-8714, 2025-08-14); every release of 18 and later
+# does. An older psql stops at the script's first command ("invalid command \\restrict").
+RESTRICT_SINCE = {(13,): 22, (14,): 19, (15,): 14, (16,): 10, (17,): 6}
+RESTRICT_ALWAYS = (18,)
+
 
 def major(version):
     """Major version of a version tuple: (15, 18) -> 15, (9, 6, 24) -> (9, 6)."""
@@ -81,6 +87,19 @@ def session_setting(tool_version, server_version):
     return None
 
 
+def knows_restrict(version):
+    """Whether pg_dump of ``version`` writes, and psql of ``version`` understands, ``\\restrict``."""
+    if major(version) >= RESTRICT_ALWAYS:
+        return True
+    since = RESTRICT_SINCE.get(major(version))
+    return since is not None and len(version) > 1 and version[1] >= since
+
+
+def _restrict_releases():
+    return ', '.join('%s.%d' % (version_text(m), n) for m, n in sorted(RESTRICT_SINCE.items())) + \
+        ' and %s' % version_text(RESTRICT_ALWAYS)
+
+
 def dump_client_problem(tool, tool_version, server_version):
     """Why ``tool`` (pg_dump) of ``tool_version`` cannot dump a server of ``server_version`` into a snapshot
     that can be restored into that server, or None."""
@@ -115,9 +134,16 @@ def archive_reader_problem(tool, tool_version, writer_version):
 
 def restore_client_problem(fmt, tool_version, writer_version, server_version):
     """Why a snapshot in format ``fmt`` that pg_dump ``writer_version`` wrote cannot be restored into a server
-    of ``server_version`` with the client tools of ``tool_version``, or None. A plain SQL script holds
-    what its pg_dump set; an archive gets what the pg_restore reading it sets."""
+    of ``server_version`` with the client tool of ``tool_version`` (psql for ``plain``, else pg_restore), or None.
+    A plain SQL script holds what its pg_dump set and the psql commands it wrote; an archive gets what the
+    pg_restore reading it sets."""
     if fmt == 'plain':
+        if tool_version and writer_version and knows_restrict(writer_version) and not knows_restrict(tool_version):
+            return ('psql %s cannot run this snapshot\'s SQL script, which pg_dump %s wrote: it begins with '
+                    '\\restrict, which psql knows since PostgreSQL %s, and an older psql stops there. Install a newer '
+                    'psql (Debian/Ubuntu: postgresql-client-%s) or point client_bin_dir at one'
+                    % (version_text(tool_version), version_text(writer_version), _restrict_releases(),
+                       major_text(writer_version)))
         newer = session_setting(writer_version, server_version)
         if newer:
             return ('this snapshot\'s SQL script, which pg_dump %s wrote, sets %s (new in PostgreSQL %s), which the '

@@ -21,7 +21,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils import _pg_a
 from conftest import unique_name
 from support.modules import run_module
 from support.pg_data import content_digest, databases, make_shop, mutate, schema_dump, sequences
-from support.servers import PG_SERIES, PostgresServer, pg_series
+from support.servers import PG_OLD_CLIENT, PG_SERIES, PostgresServer, pg_client, pg_series
 
 FROZEN = 'tables loaded frozen (TRUNCATE ONLY, then COPY ... WITH (FREEZE)): %d'
 OFFSETS = 'data offsets for the parallel workers: written for %d tables'
@@ -153,5 +153,34 @@ def test_a_newer_pg_restore_is_refused_for_an_older_server_before_the_target_is_
         assert 'transaction_timeout' in res['msg'] and 'postgresql-client-15' in res['msg'], res['msg']
     assert state(pg_server, pg_db) == mutated and databases(pg_server) == before
     # the server's own tools restore it
+    res = run_module('db_restore', dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root, pg_clean=pg_clean))
+    assert not res.failed and res['tables_match'] is True, res
+
+
+@pytest.mark.parametrize('pg_clean', ['recreate', 'schemas'])
+def test_a_plain_snapshot_is_refused_by_a_psql_older_than_its_restrict_line(pg_server, pg_db, snapshot_root,
+                                                                            pg_clean):
+    """pg_dump 15.14 and later (13.22, 14.19, 16.10, 17.6, 18) begin a plain SQL script with ``\\restrict``
+    (CVE-2025-8714), and a psql from before those releases stops at that first line. A host with such a psql
+    must be told before the target is touched, in check mode too, not find out in the middle of a rollback. psql 14.1 here is a real one (fetched from PyPI); the
+    same snapshot restores with the server's own psql."""
+    make_shop(pg_server, pg_db)
+    r = run_module('db_snapshot', dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root, format='plain',
+                                       compression='none'))
+    assert not r.failed, r
+    with open(os.path.join(snapshot_root, r['snapshot_id'], r['files'][0]['path']), 'rb') as f:
+        assert any(line.startswith(b'\\restrict ') for line in f), 'no \\restrict from pg_dump ' + r['client_version']
+    mutate(pg_server, pg_db)
+    mutated = state(pg_server, pg_db)
+    before = databases(pg_server)
+    args = dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root, client_bin_dir=pg_client(PG_OLD_CLIENT),
+                pg_clean=pg_clean)
+    for check in (True, False):
+        res = run_module('db_restore', args, check=check)
+        assert res.failed, res
+        assert res['msg'].startswith("psql 14.1 cannot run this snapshot's SQL script, which pg_dump %s wrote"
+                                     % r['client_version']), res['msg']
+        assert '\\restrict' in res['msg'] and 'postgresql-client-15' in res['msg'], res['msg']
+    assert state(pg_server, pg_db) == mutated and databases(pg_server) == before
     res = run_module('db_restore', dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root, pg_clean=pg_clean))
     assert not res.failed and res['tables_match'] is True, res

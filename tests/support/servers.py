@@ -23,6 +23,8 @@ PG_BIN_CANDIDATES = sorted(glob.glob('/usr/lib/postgresql/*/bin'), reverse=True)
 # The versions tested besides Debian 12's own, fetched by scripts/fetch_engines.py (make test).
 BUILD_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), '.build')
 PG_SERIES = ('17', '18')
+# A psql from before the \\restrict line that pg_dump writes into plain scripts (13.22, 14.19, 15.14 ...).
+PG_OLD_CLIENT = '14.1'
 MARIADB_SERIES = ('11.8',)
 
 
@@ -38,6 +40,12 @@ def pg_series(major):
     """``(server bin dir, client bin dir)`` of PostgreSQL ``major`` as scripts/fetch_engines.py left them."""
     where = _fetched('postgresql', major)
     return os.path.join(where, 'server', 'bin'), os.path.join(where, 'client')
+
+
+def pg_client(version):
+    """The directory of pg_dump, pg_restore and psql of PostgreSQL ``version`` (a series above, or an old minor
+    release such as ``14.1``) as scripts/fetch_engines.py left it."""
+    return os.path.join(_fetched('postgresql', version), 'client')
 
 
 def mariadb_series(version):

@@ -113,6 +113,21 @@ def test_pg_dump_newer_than_the_server_is_fine_where_it_sets_nothing_new(client,
      "this snapshot's SQL script, which pg_dump 17.12 wrote, sets transaction_timeout (new in PostgreSQL 17), which "
      "the PostgreSQL server 15.18 refuses: restore it into PostgreSQL 17 or later"),
     ('plain', None, (), (15, 18), None),
+    # \\restrict: written by pg_dump 13.22, 14.19, 15.14, 16.10, 17.6 and 18 on, known to psql of the same
+    ('plain', (15, 13), (15, 14), (15, 18),
+     "psql 15.13 cannot run this snapshot's SQL script, which pg_dump 15.14 wrote: it begins with \\restrict, which "
+     "psql knows since PostgreSQL 13.22, 14.19, 15.14, 16.10, 17.6 and 18, and an older psql stops there. Install a "
+     "newer psql (Debian/Ubuntu: postgresql-client-15) or point client_bin_dir at one"),
+    ('plain', (14, 1), (18, 0), (18, 1), "psql 14.1 cannot run this snapshot's SQL script, which pg_dump 18.0 wrote"),
+    ('plain', (17, 5), (16, 10), (16, 10), "psql 17.5 cannot run this snapshot's SQL script"),
+    ('plain', (9, 6, 24), (13, 22), (13, 22), "psql 9.6.24 cannot run this snapshot's SQL script"),
+    ('plain', (15, 13), (15, 13), (15, 18), None),  # the script has no \\restrict
+    ('plain', (17, 5), (16, 9), (16, 10), None),
+    ('plain', (13, 22), (17, 6), (17, 6), None),  # an older major that knows it
+    ('plain', (14, 19), (15, 14), (15, 14), None),
+    ('plain', (18, 0), (12, 22), (15, 18), None),
+    ('plain', (15, 13), (12, 22), (12, 22), None),  # no release of 12 writes it
+    ('plain', (), (15, 14), (15, 18), None),  # psql's version unknown: nothing to say
 ])
 def test_what_can_restore_a_snapshot_into_a_server(fmt, tool, writer, server, expected):
     problem = restore_client_problem(fmt, tool, writer, server)
