@@ -28,9 +28,10 @@ PLAY = '''
 '''
 
 
-def play(tmp_path, role, role_vars):
+def play(tmp_path, role, role_vars, bindir=None):
     book = tmp_path / ('%s.yml' % role)
-    book.write_text(PLAY.format(bindir=json.dumps(pg_series('17')[1]), role=role, role_vars=json.dumps(role_vars)))
+    bindir = pg_series('17')[1] if bindir is None else bindir
+    book.write_text(PLAY.format(bindir=json.dumps(bindir), role=role, role_vars=json.dumps(role_vars)))
     return run_playbook(str(book), timeout=600)
 
 
@@ -64,3 +65,38 @@ def test_the_snapshot_and_restore_roles_use_djangoops_database_client_bin_dir(sh
         p.stdout[-4000:]
     assert shop.server.password not in p.stdout
     assert shop.server.sql('SELECT count(*) FROM django_migrations', database=shop.dbname)[0][0] == before
+
+
+def test_the_restore_role_checks_the_database_restore_before_it_switches_the_code_back(shop_factory,  # noqa: F811
+                                                                                     tmp_path):
+    """The restore role switches the code back to the recorded release before it restores the database. Were the
+    database restore then refused (here: PostgreSQL 17's pg_restore for the 15 server), the old code would run on
+    the new schema. So the role first runs db_restore in check mode, and a refusal leaves the release link where
+    it was; with the server's own tools the same role switches back and restores."""
+    shop = shop_factory('5.2', 'postgresql')
+    r = shop.run('django_migrate')
+    assert not r.failed, r
+    releases, link, root = tmp_path / 'releases', tmp_path / 'current', tmp_path / 'snaps'
+    for release in ('v1', 'v2'):
+        (releases / release).mkdir(parents=True)
+    os.symlink(str(releases / 'v1'), str(link))
+    p = play(tmp_path, 'snapshot', dict(snapshot_django=shop.args(), snapshot_root=str(root), snapshot_media=False,
+                                        snapshot_lock_dir=str(tmp_path / 'locks'), snapshot_release_link=str(link)),
+             bindir='')
+    assert p.returncode == 0, p.stdout[-4000:]
+    os.unlink(str(link))
+    os.symlink(str(releases / 'v2'), str(link))  # the deploy
+    shop.server.sql('CREATE TABLE added_by_the_deploy (id int)', database=shop.dbname)
+    restore_vars = dict(restore_django=shop.args(), restore_root=str(root), restore_media=False,
+                        restore_release_link=str(link), restore_check_migrations=False)
+    p = play(tmp_path, 'restore', restore_vars)
+    assert p.returncode != 0, p.stdout[-4000:]
+    assert 'Check the snapshot, the server and the client tools' in p.stdout, p.stdout[-4000:]
+    assert 'pg_restore 17.' in p.stdout and 'cannot restore into the PostgreSQL server 15.' in p.stdout, \
+        p.stdout[-4000:]
+    assert os.readlink(str(link)) == str(releases / 'v2'), 'the code was switched back, the database was not'
+    assert shop.server.sql("SELECT to_regclass('added_by_the_deploy') IS NOT NULL", database=shop.dbname)[0][0]
+    p = play(tmp_path, 'restore', restore_vars, bindir='')
+    assert p.returncode == 0, p.stdout[-4000:]
+    assert os.readlink(str(link)) == str(releases / 'v1')
+    assert not shop.server.sql("SELECT to_regclass('added_by_the_deploy') IS NOT NULL", database=shop.dbname)[0][0]
