@@ -162,8 +162,8 @@ def test_a_plain_snapshot_is_refused_by_a_psql_older_than_its_restrict_line(pg_s
                                                                             pg_clean):
     """pg_dump 15.14 and later (13.22, 14.19, 16.10, 17.6, 18) begin a plain SQL script with ``\\restrict``
     (CVE-2025-8714), and a psql from before those releases stops at that first line. A host with such a psql
-    must be told before the target is touched, in check mode too, not find out in the middle of a rollback. psql 14.1 here is a real one (fetched from PyPI); the
-    same snapshot restores with the server's own psql."""
+    must be told before the target is touched, in check mode too, not find out in the middle of a rollback.
+    psql 14.1 here is a real one (fetched from PyPI); the same snapshot restores with the server's own psql."""
     make_shop(pg_server, pg_db)
     r = run_module('db_snapshot', dict(pg_server.conn_args(pg_db), snapshot_root=snapshot_root, format='plain',
                                        compression='none'))
