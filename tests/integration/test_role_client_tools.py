@@ -96,6 +96,13 @@ def test_the_restore_role_checks_the_database_restore_before_it_switches_the_cod
         p.stdout[-4000:]
     assert os.readlink(str(link)) == str(releases / 'v2'), 'the code was switched back, the database was not'
     assert shop.server.sql("SELECT to_regclass('added_by_the_deploy') IS NOT NULL", database=shop.dbname)[0][0]
+    # the same with the play's own connection (Django's settings are then not read for the check)
+    p = play(tmp_path, 'restore', dict(restore_vars, restore_database_connection=shop.server.conn_args(shop.dbname)))
+    assert p.returncode != 0, p.stdout[-4000:]
+    assert 'pg_restore 17.' in p.stdout and 'cannot restore into the PostgreSQL server 15.' in p.stdout, \
+        p.stdout[-4000:]
+    assert shop.server.password not in p.stdout
+    assert os.readlink(str(link)) == str(releases / 'v2'), 'the code was switched back, the database was not'
     p = play(tmp_path, 'restore', restore_vars, bindir='')
     assert p.returncode == 0, p.stdout[-4000:]
     assert os.readlink(str(link)) == str(releases / 'v1')
