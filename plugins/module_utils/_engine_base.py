@@ -258,6 +258,46 @@ def compare_tables(recorded, actual):
     return not mismatches, mismatches
 
 
+EMPTY_CHECKSUM = '%016x' % 0  # what a table without rows sums to, in every engine
+
+
+def resolve_excluded_tables(names, spellings, foreign_keys, where):
+    """The tables ``exclude_table_data`` names, as the keys the table statistics use, in the order given.
+
+    ``spellings``: ``{key: (spelling, ...)}`` - each table of the database and the names a user may give
+    it (PostgreSQL ``schema.table`` and ``table``). A key itself always matches only that table; another
+    spelling must match exactly one. ``foreign_keys``: ``[(referencing key, constraint, referenced key)]``.
+    A table whose rows are left out may not be referenced by one whose rows are kept: its restore would fail
+    on that key, so the snapshot is refused now rather than the restore later. Raises EngineError naming the
+    bad value."""
+    chosen = []
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise EngineError('exclude_table_data: %r is not a table name' % (name,))
+        matches = [name] if name in spellings else sorted(k for k, names_of in spellings.items() if name in names_of)
+        if not matches:
+            raise EngineError('exclude_table_data: there is no table %s in %s' % (name, where))
+        if len(matches) > 1:
+            raise EngineError('exclude_table_data: %s names %d tables in %s (%s); name the one meant as it is '
+                              'listed' % (name, len(matches), where, ', '.join(matches)))
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    left_out = set(chosen)
+    for referencing, constraint, referenced in sorted(foreign_keys):
+        if referenced in left_out and referencing not in left_out:
+            raise EngineError(
+                'exclude_table_data: the rows of %s are referenced by %s of %s, whose rows are kept, so restoring '
+                'the snapshot would fail on that key; leave out the rows of %s too, or keep those of %s'
+                % (referenced, constraint, referencing, referencing, referenced))
+    return chosen
+
+
+def excluded_stats(mode):
+    """What the table statistics record for a table whose rows the dump leaves out: what it holds after a
+    restore."""
+    return {'rows': 0, 'checksum': EMPTY_CHECKSUM if mode == 'checksums' else None, 'data_excluded': True}
+
+
 def json_value(v):
     """A database value as something JSON can carry: bytes as hex, decimals and dates as text."""
     if v is None or isinstance(v, (bool, int, float, str)):
@@ -310,6 +350,11 @@ class Engine(object):
     def check_client(self, probe, part_meta=None):
         """Raise EngineError when the client tools cannot dump this server (too old), or, given the snapshot
         part to restore (``part_meta``), cannot restore it into this server."""
+
+    def exclusions(self, names, database=None):
+        """Resolve ``exclude_table_data`` against the database (``resolve_excluded_tables``): the keys of the
+        tables whose rows the dump leaves out. Engines that can leave rows out override it."""
+        raise EngineError('exclude_table_data is not available for engine %s' % self.name)
 
     def estimate_dump_bytes(self, probe, opts):
         """Upper estimate of the snapshot's size, for the free-space pre-flight."""

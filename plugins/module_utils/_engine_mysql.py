@@ -24,7 +24,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysq
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_stats as stats
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
     Engine, EngineError, alongside, encryption_record, input_chain, limits, lock_wait_seconds, output_chain, parse_version,
-    time_left, version_text)
+    resolve_excluded_tables, time_left, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._mysql_definers import DefinerRewriter
 from ansible_collections.djangoops.maintenance.plugins.module_utils._mysql_load import ParallelSqlLoader
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
@@ -259,6 +259,26 @@ class MySQLEngine(Engine):
         finally:
             con.close()
 
+    def exclusions(self, names, database=None):
+        name = self._database(database)
+        info = self.tool('dump')
+        out, err = run([info.path, '--no-defaults', '--help'], timeout=30)
+        if '--ignore-table-data' not in (out or '') + (err or ''):
+            raise EngineError('exclude_table_data needs a dump tool with --ignore-table-data (MariaDB\'s '
+                              'mariadb-dump has it, MySQL\'s mysqldump does not); %s %s has none'
+                              % (info.name, version_text(info.version)))
+        con = self.connect()
+        try:
+            with con.cursor() as cur:
+                tables, keys = stats.base_tables(cur, name), stats.foreign_keys(cur, name)
+        except pymysql.err.MySQLError as e:
+            raise EngineError('reading the tables of %s on %s for exclude_table_data failed: %s'
+                              % (name, self._where(), e))
+        finally:
+            con.close()
+        return resolve_excluded_tables(names, dict((t, (t, '%s.%s' % (name, t))) for t in tables), keys,
+                                       'database %s' % name)
+
     def _open_snapshot(self, opts=None):
         """A connection inside a consistent snapshot (InnoDB MVCC) opened now: the dump opens its own
         a moment later, and the table stats, views and definers are read in this one meanwhile. Exact
@@ -278,11 +298,11 @@ class MySQLEngine(Engine):
             raise EngineError('opening a consistent snapshot of %s failed: %s' % (self._where(), e))
         return con
 
-    def _snapshot_facts(self, con, name, mode):
+    def _snapshot_facts(self, con, name, mode, excluded=()):
         """Table stats, views and definers, read in ``con``'s snapshot; closes ``con``."""
         try:
             with con.cursor() as cur:
-                facts = {'tables': stats.table_stats(cur, name, mode), 'views': stats.views(cur, name),
+                facts = {'tables': stats.table_stats(cur, name, mode, excluded), 'views': stats.views(cur, name),
                          'definers': stats.definers(cur, name)}
                 cur.execute('COMMIT')
                 return facts
@@ -294,12 +314,12 @@ class MySQLEngine(Engine):
             con.close()
 
     # -- snapshot ----------------------------------------------------------------------------
-    def dump_argv(self, info, database):
+    def dump_argv(self, info, database, excluded=()):
         """Where the dump argv is built. See docs/engines/mysql.md for why each flag is there."""
         return self.tool_argv(
             info, '--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', '--quick',
             '--default-character-set=utf8mb4', '--no-tablespaces', '--comments', MAX_PACKET,
-            *client.dump_flags(info)) + ['--', database]
+            *client.dump_flags(info)) + ['--ignore-table-data=%s.%s' % (database, t) for t in excluded] + ['--', database]
 
     def dump(self, part, opts):
         name = self._database()
@@ -308,10 +328,11 @@ class MySQLEngine(Engine):
         compression = opts.get('compression', 'none')
         level = opts.get('compression_level')
         mode = opts.get('table_stats', 'counts')
+        excluded = list(opts.get('exclude_table_data') or ())
         snapshot_con = self._open_snapshot(opts)
         self.record('table statistics (%s) in a consistent snapshot opened just before the dump\'s, read while '
                     'it runs' % mode)
-        dump_step = Step(self.dump_argv(info, name), error_patterns=_DUMP_ERRORS, name=info.name)
+        dump_step = Step(self.dump_argv(info, name, excluded), error_patterns=_DUMP_ERRORS, name=info.name)
         items = [dump_step, FooterTap(info.name)]
         chain, suffix = output_chain(opts)
         items += chain
@@ -323,7 +344,7 @@ class MySQLEngine(Engine):
             raise
         try:
             dummy, facts = alongside(lambda: run_pipeline(items, sink=hf, **limits(opts)),
-                                     lambda: self._snapshot_facts(snapshot_con, name, mode))
+                                     lambda: self._snapshot_facts(snapshot_con, name, mode, frozenset(excluded)))
         except BaseException:
             hf.discard()
             raise

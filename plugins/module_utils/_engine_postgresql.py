@@ -28,7 +28,7 @@ import time
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
     DEFAULT_LEVEL, Engine, EngineError, check_compression, encryption_record, in_workers, output_chain,
-    limits, parse_version, version_text)
+    limits, parse_version, resolve_excluded_tables, version_text)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_client import (
     ClientTools, dump_client_problem, major, restore_client_problem)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import (
@@ -39,7 +39,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_database
     run_statement, server_facts, terminate_sessions)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_load import PgLoader, quote_ident
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_stats import (
-    CHECKSUM_ALGORITHM, analyze_targets, collect)
+    CHECKSUM_ALGORITHM, analyze_targets, collect, foreign_keys, list_tables)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
     CountingTap, Step, TailTap, ToolError, run_pipeline)
 
@@ -94,10 +94,11 @@ class ExportedSnapshot(object):
     """A REPEATABLE READ transaction that exports its snapshot for pg_dump and, in a thread,
     computes table statistics in that same snapshot while the dump runs."""
 
-    def __init__(self, pg, database, mode):
+    def __init__(self, pg, database, mode, excluded=()):
         self.pg = pg
         self.database = database
         self.mode = mode
+        self.excluded = excluded
         self.con = None
         self.snapshot_id = None
         self.stats = None
@@ -122,7 +123,7 @@ class ExportedSnapshot(object):
 
     def _collect(self):
         try:
-            self.stats = collect(self.con, self.mode)
+            self.stats = collect(self.con, self.mode, self.excluded)
         except BaseException as e:  # pylint: disable=broad-except
             self.error = e
 
@@ -170,6 +171,7 @@ class PostgreSQLEngine(Engine):
         self._auto_compression = False
         self._loaded = False
         self._restored_stats = None
+        self._excluded = {}  # exclude_table_data: key -> (schema, table)
 
     # -- options -----------------------------------------------------------------------------
     def resolve_options(self, opts):
@@ -274,6 +276,25 @@ class PostgreSQLEngine(Engine):
             finally:
                 con.close()
 
+    def exclusions(self, names, database=None):
+        database = self._database(database)
+        try:
+            with self.pg.connect(database) as con:
+                tables, keys = list_tables(con), foreign_keys(con)
+        except psycopg.Error as e:
+            raise EngineError('%s: reading the tables for exclude_table_data failed: %s'
+                              % (self.pg.where(database), error_text(e)))
+        by_key = dict(('%s.%s' % (schema, table), (schema, table)) for schema, table in tables)
+        chosen = resolve_excluded_tables(names, dict((k, (k, t[1])) for k, t in by_key.items()), keys,
+                                         'database %s' % database)
+        self._excluded = dict((k, by_key[k]) for k in chosen)
+        return chosen
+
+    @staticmethod
+    def exclude_pattern(schema, table):
+        """A pg_dump pattern that matches exactly this table: quoted, so no character is a wildcard."""
+        return '"%s"."%s"' % (schema.replace('"', '""'), table.replace('"', '""'))
+
     # -- snapshot ----------------------------------------------------------------------------
     def dump(self, part, opts):
         database = self._database()
@@ -286,8 +307,12 @@ class PostgreSQLEngine(Engine):
         argv = [pg_dump] + self.pg.tool_args() + [dbname_option(database), '--format=' + fmt]
         if fmt == 'plain':
             argv.append('--no-owner')  # psql cannot skip ownership at restore time the way pg_restore can
+        excluded = list(opts.get('exclude_table_data') or ())
+        if set(excluded) - set(self._excluded):
+            self.exclusions(excluded, database)
+        argv += ['--exclude-table-data=' + self.exclude_pattern(*self._excluded[k]) for k in excluded]
         mode = opts.get('table_stats', 'counts')
-        holder = ExportedSnapshot(self.pg, database, mode) if mode != 'none' else None
+        holder = ExportedSnapshot(self.pg, database, mode, frozenset(excluded)) if mode != 'none' else None
         with holder if holder is not None else contextlib.nullcontext():
             if holder is not None:
                 argv.append('--snapshot=' + holder.snapshot_id)

@@ -27,10 +27,11 @@ from urllib.parse import quote
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (
     Engine, EngineError, RowDigest, alongside, check_compression, encryption_record, input_chain, json_value,
-    output_chain)
+    output_chain, resolve_excluded_tables)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import run_pipeline
 
 DUMP_NAME = 'database.sqlite3'
+_TABLES_SQL = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
 
 
 def _ro_uri(path, immutable=False):
@@ -72,9 +73,7 @@ def sqlite_table_stats(path, mode, immutable=False):
     con = sqlite3.connect(_ro_uri(path, immutable=immutable), uri=True)
     con.text_factory = bytes  # never fail on text that is not valid UTF-8; hash the stored bytes
     try:
-        names = [r[0].decode('utf-8', 'replace') for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-            "ORDER BY name")]
+        names = [r[0].decode('utf-8', 'replace') for r in con.execute(_TABLES_SQL)]
         stats = {}
         for name in names:
             if mode == 'counts':
@@ -136,6 +135,28 @@ class SQLiteEngine(Engine):
     def table_stats(self, mode, database=None):
         return sqlite_table_stats(self._path(database), mode)
 
+    def exclusions(self, names, database=None):
+        path = self._path(database)
+        con = sqlite3.connect(_ro_uri(path), uri=True, timeout=self.conn.get('connect_timeout') or 10)
+        try:
+            tables = [r[0] for r in con.execute(_TABLES_SQL)]
+            by_lower = dict((t.lower(), t) for t in tables)  # SQLite matches names without regard to case
+            keys = []
+            for table in tables:
+                for row in con.execute('PRAGMA foreign_key_list(%s)' % _quote_ident(table)):
+                    keys.append((table, 'a foreign key (column %s)' % row[3], by_lower.get(row[2].lower(), row[2])))
+            triggers = con.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' ORDER BY 1").fetchall()
+        except sqlite3.DatabaseError as e:
+            raise EngineError('cannot read the tables of SQLite database %s for exclude_table_data: %s' % (path, e))
+        finally:
+            con.close()
+        chosen = resolve_excluded_tables(names, dict((t, (t,)) for t in tables), keys, 'SQLite database %s' % path)
+        for trigger, table in triggers:
+            if by_lower.get(table.lower()) in chosen:
+                raise EngineError('exclude_table_data: SQLite table %s has the trigger %s, which deleting its rows from '
+                                  'the copy would fire; keep the rows of %s' % (table, trigger, table))
+        return chosen
+
     def run_queries(self, queries, database=None):
         path = self._path(database)
         # mode=ro: the file cannot be changed through this connection, whatever the SQL says.
@@ -185,9 +206,15 @@ class SQLiteEngine(Engine):
 
         try:
             journal_mode = self._copy(src_path, copy_path)
+            excluded = list(opts.get('exclude_table_data') or ())
+            if excluded:
+                self._leave_out_rows(copy_path, excluded)
             if chain:
                 self.record(' | '.join(s.display() for s in chain))
             tables = alongside(lambda: self._check_copy(copy_path, opts), file_pass)[0]
+            for table in excluded:
+                if table in tables:
+                    tables[table]['data_excluded'] = True
         finally:
             if chain:
                 for leftover in ('', '-wal', '-shm', '-journal'):
@@ -232,6 +259,25 @@ class SQLiteEngine(Engine):
             if os.path.exists(copy_path + leftover):
                 os.unlink(copy_path + leftover)
         return journal_mode
+
+    def _leave_out_rows(self, copy_path, tables):
+        """exclude_table_data: delete the rows from the copy, in one transaction, with secure_delete on so their
+        bytes are overwritten with zeros and cannot be read back from the snapshot's free pages."""
+        con = sqlite3.connect(copy_path, isolation_level=None)
+        try:
+            con.execute('PRAGMA secure_delete = ON')
+            con.execute('BEGIN IMMEDIATE')
+            for table in tables:
+                con.execute('DELETE FROM %s' % _quote_ident(table))
+            con.execute('COMMIT')
+        except sqlite3.DatabaseError as e:
+            raise EngineError('leaving out the rows of %s from the SQLite copy failed: %s' % (', '.join(tables), e))
+        finally:
+            con.close()
+        self.record('DELETE FROM %s in the copy (PRAGMA secure_delete = ON)' % ', '.join(tables))
+        for leftover in ('-wal', '-shm', '-journal'):
+            if os.path.exists(copy_path + leftover):
+                os.unlink(copy_path + leftover)
 
     def _check_copy(self, copy_path, opts):
         """The copy must pass the integrity check before it counts; returns its table stats."""

@@ -13,6 +13,8 @@ checksums whatever the row order, and nothing but two integers leaves the server
 
 from __future__ import annotations
 
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import excluded_stats
+
 # Tables with rows to count; MariaDB's SEQUENCE objects are tables too but hold one state row.
 BASE_TABLE_TYPES = ('BASE TABLE', 'SYSTEM VERSIONED')
 
@@ -82,9 +84,17 @@ def columns_of(cur, schema):
     return out
 
 
-def table_stats(cur, schema, mode):
+def foreign_keys(cur, schema):
+    """Foreign keys between the tables of ``schema``: (referencing table, 'foreign key `name`', referenced table)."""
+    return [(r[0], 'foreign key %s' % quote_ident(r[1]), r[2]) for r in _fetch(
+        cur, 'SELECT TABLE_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS '
+             'WHERE CONSTRAINT_SCHEMA = %s AND UNIQUE_CONSTRAINT_SCHEMA = %s', (schema, schema))]
+
+
+def table_stats(cur, schema, mode, excluded=()):
     """``{table: {'rows': n, 'checksum': hex16 | None}}`` of every base table, in the caller's
-    transaction (the caller opens a consistent snapshot first when it matters)."""
+    transaction (the caller opens a consistent snapshot first when it matters). The tables in ``excluded``
+    (whose rows the dump leaves out) are recorded empty, as the dump holds them, without reading them."""
     if mode == 'none':
         return {}
     # A TIMESTAMP prints in the session's zone: pinned to UTC, so the digest of the same row is the same on
@@ -94,6 +104,9 @@ def table_stats(cur, schema, mode):
     columns = columns_of(cur, schema) if mode == 'checksums' else {}
     stats = {}
     for table in tables:
+        if table in excluded:
+            stats[table] = excluded_stats(mode)
+            continue
         if mode == 'counts':
             stats[table] = {'rows': int(_fetch(cur, count_query(schema, table))[0][0]), 'checksum': None}
             continue

@@ -13,7 +13,7 @@ pinned here so a snapshot and a restore render the same row the same way.
 
 from __future__ import annotations
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import EngineError
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import EngineError, excluded_stats
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import error_text, psycopg, sql
 
 CHECKSUM_ALGORITHM = 'sum64(sha256(row::text))'
@@ -32,6 +32,19 @@ WHERE c.relkind = 'r'
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
                     AND d.deptype = 'e')
+ORDER BY 1, 2
+'''
+
+# Every foreign key as (referencing table, constraint, referenced table), in the keys of the table statistics.
+# A key on a partitioned table has a clone on each partition, so leaf tables are covered.
+FOREIGN_KEYS_SQL = r'''
+SELECT cn.nspname || '.' || c.relname, pg_catalog.format('foreign key %I', con.conname), rn.nspname || '.' || r.relname
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+JOIN pg_catalog.pg_class r ON r.oid = con.confrelid
+JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+WHERE con.contype = 'f'
 ORDER BY 1, 2
 '''
 
@@ -81,6 +94,10 @@ def list_tables(con):
     return [(r[0], r[1]) for r in con.execute(TABLES_SQL).fetchall()]
 
 
+def foreign_keys(con):
+    return [(r[0], r[1], r[2]) for r in con.execute(FOREIGN_KEYS_SQL).fetchall()]
+
+
 def _count_query(schema, table):
     return sql.SQL('SELECT pg_catalog.count(*), NULL FROM ONLY {}.{}').format(
         sql.Identifier(schema), sql.Identifier(table))
@@ -96,9 +113,10 @@ def _checksum_query(schema, table, encoding):
             sql.Identifier(schema), sql.Identifier(table), row=_ROW, enc=sql.Literal(encoding))
 
 
-def collect(con, mode):
+def collect(con, mode, excluded=()):
     """``{"schema.table": {"rows": n, "checksum": hex|None}}`` for ``mode`` counts | checksums, read in
-    ``con``'s current transaction (the caller decides which snapshot that is)."""
+    ``con``'s current transaction (the caller decides which snapshot that is). The tables in ``excluded``
+    (whose rows the dump leaves out) are recorded as the dump holds them, empty, without reading them."""
     if mode == 'none':
         return {}
     if mode not in ('counts', 'checksums'):
@@ -111,6 +129,9 @@ def collect(con, mode):
                               'server is %s, use table_stats: counts' % con.info.server_version)
         stats = {}
         for schema, table in list_tables(con):
+            if '%s.%s' % (schema, table) in excluded:
+                stats['%s.%s' % (schema, table)] = excluded_stats(mode)
+                continue
             query = _checksum_query(schema, table, encoding) if mode == 'checksums' else _count_query(schema, table)
             rows, total = con.execute(query).fetchone()
             checksum = None if mode == 'counts' else '%016x' % (int(total or 0) % (1 << 64))

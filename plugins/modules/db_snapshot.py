@@ -101,6 +101,24 @@ options:
       - PostgreSQL and MySQL/MariaDB only; a SQLite copy (the backup API, in the module's own process) is not
         stopped by it.
     type: int
+  exclude_table_data:
+    description:
+      - Tables whose rows the snapshot leaves out; their definitions (columns, indexes, constraints, triggers)
+        are kept, so a restore gives them back empty. For data that is cheap to lose and large, such as
+        C(django_session), a cache table or an audit log.
+      - Exact names, no patterns - PostgreSQL C(schema.table), or C(table) when one schema has a table of that
+        name; MySQL/MariaDB and SQLite C(table). A name that matches no table, or more than one, is refused.
+      - Refused when a table whose rows are kept has a foreign key to one left out (restoring the snapshot
+        would fail on that key) - leave out the referencing table's rows too.
+      - The manifest lists the tables (C(excluded_table_data)) and records them with 0 rows and C(data_excluded),
+        so M(djangoops.maintenance.db_restore) compares what the dump holds.
+      - PostgreSQL with C(pg_dump --exclude-table-data); MariaDB with C(mariadb-dump --ignore-table-data) (MySQL's
+        C(mysqldump) has no such option and is refused); SQLite by deleting the rows from the consistent copy
+        with C(PRAGMA secure_delete) on, so they are overwritten, not merely unlinked (refused for a table with
+        triggers, which the delete would fire).
+    type: list
+    elements: str
+    default: []
   encrypt_recipients:
     description:
       - Encrypt the dump at rest with age for these recipients - age public keys (C(age1...)) or SSH public keys
@@ -245,6 +263,12 @@ encrypted:
   description: Whether the dump is encrypted with age (O(encrypt_recipients) given).
   returned: always
   type: bool
+excluded_table_data:
+  description: The tables whose rows were left out (O(exclude_table_data)), as the table statistics name them.
+  returned: always
+  type: list
+  elements: str
+  sample: [public.django_session]
 server_version:
   description: Version of the database server.
   returned: always
@@ -318,9 +342,10 @@ class DbSnapshotManager(Manager):
             if not probe['database_exists']:
                 raise ModuleFailure('database %s does not exist on the %s server' % (probe['database'], p['engine']))
             engine.check_client(probe)
+            opts['exclude_table_data'] = engine.exclusions(p['exclude_table_data']) if p['exclude_table_data'] else []
             preflight = self.preflight(store, engine, probe, opts)
             result = dict(changed=True, part=part_name, format=opts['format'], compression=opts['compression'],
-                          encrypted=bool(opts.get('encryption')),
+                          encrypted=bool(opts.get('encryption')), excluded_table_data=opts['exclude_table_data'],
                           server_version=probe['server_version'], client_version=probe['client_version'],
                           database_bytes=probe['database_bytes'], preflight=preflight, finalized=False)
             self.partial_result = result
@@ -356,6 +381,8 @@ class DbSnapshotManager(Manager):
         def fill(part):
             meta = engine.dump(part, opts)
             meta.update(database_bytes=probe['database_bytes'], commands=list(engine.commands))
+            if opts['exclude_table_data']:
+                meta['excluded_table_data'] = opts['exclude_table_data']
             return part.commit(meta)
 
         try:
@@ -389,6 +416,7 @@ def main():
         space_margin=dict(type='float', default=0.2),
         timeout=dict(type='int'),
         encrypt_recipients=dict(type='list', elements='str', default=[]),
+        exclude_table_data=dict(type='list', elements='str', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_manager(module, DbSnapshotManager)

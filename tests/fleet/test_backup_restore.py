@@ -36,6 +36,7 @@ def test_backup_then_guarded_restore(make_rig, releases, tmp_path):
     gv = app.group_vars({'djangoops_retention': {'keep_last': 2, 'keep_daily': 0, 'keep_weekly': 0,
                                                  'keep_monthly': 0, 'keep_labels': {'pinned': 'true'}},
                          'djangoops_release_link': '/srv/shop/current',
+                         'djangoops_exclude_table_data': ['django_session'],
                          'djangoops_maintenance_flag': '/srv/shop/maintenance.on',
                          'djangoops_app_stop_command': '{{ window_app_stop_command }}',
                          'djangoops_app_start_command': '{{ window_app_start_command }}'})
@@ -53,6 +54,9 @@ def test_backup_then_guarded_restore(make_rig, releases, tmp_path):
         assert sorted(m['parts']) == ['database', 'media'] and m['labels']['reason'] == 'scheduled-backup'
         assert m['metadata']['django']['applied_migrations']['shop'][-1] == '0006_product_slug'
         assert m['metadata']['release']['target'] == '/srv/shop/releases/1.0'
+        # djangoops_exclude_table_data reaches db_snapshot through the snapshot role
+        assert m['parts']['database']['excluded_table_data'] == ['django_session']
+        assert m['parts']['database']['tables']['django_session']['data_excluded'] is True
         assert app.health(h, bypass=False)[0] == 200, 'an online backup takes no downtime'
         assert not os.listdir(os.path.join(h.srv, 'locks'))
     wanted = complete_snapshots(h1)[-1]

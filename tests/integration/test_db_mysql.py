@@ -581,3 +581,41 @@ def test_missing_pymysql_is_named(mariadb_server, mysql_db, snapshot_root, tmp_p
     r = run_module('db_snapshot', args, env={'PYTHONPATH': os.pathsep.join([COLLECTIONS_PATH, str(shadow.parent)])})
     assert r.failed and 'PyMySQL' in r['msg'] and 'python3-pymysql' in r['msg'], r['msg']
     assert root_entries(snapshot_root) == []
+
+
+def test_exclude_table_data_keeps_the_table_and_leaves_out_its_rows(mariadb_server, shop, snapshot_root):
+    server = mariadb_server
+    before_schema, before_rows = schema(server, shop), content_digest(server, shop)
+    r = snap(server, shop, snapshot_root, table_stats='checksums', exclude_table_data=['%s.audit_log' % shop])
+    assert not r.failed, r.get('msg')
+    assert r['excluded_table_data'] == ['audit_log']
+    assert r['tables']['audit_log'] == {'rows': 0, 'checksum': '0' * 16, 'data_excluded': True}
+    assert r['tables']['customer']['rows'] == 295
+    assert any('--ignore-table-data=%s.audit_log' % shop in c for c in r['commands']), r['commands']
+    with open(os.path.join(snapshot_root, r['snapshot_id'], 'manifest.json'), encoding='utf-8') as f:
+        assert json.load(f)['parts']['database']['excluded_table_data'] == ['audit_log']
+
+    mutate(server, shop)
+    r2 = restore(server, shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert not r2.failed, r2.get('msg')
+    assert r2['tables_compared'] == 'checksums' and r2['tables_match'] is True
+    assert schema(server, shop) == before_schema, 'the table and its AUTO_INCREMENT are kept'
+    after = content_digest(server, shop)
+    assert after.pop('audit_log') == hashlib.sha256(b'').hexdigest(), 'no rows'
+    assert before_rows.pop('audit_log') != hashlib.sha256(b'').hexdigest()
+    assert after == before_rows
+
+
+def test_exclude_table_data_refuses_what_a_restore_could_not_load(mariadb_server, shop, snapshot_root):
+    server = mariadb_server
+    for names, check_mode, message in [
+            (['nosuch'], False, 'exclude_table_data: there is no table nosuch in database %s' % shop),
+            (['customer'], False, 'the rows of customer are referenced by foreign key `order_customer` of order, '
+                                  'whose rows are kept'),
+            (['product'], True, 'the rows of product are referenced by foreign key `oi_product_fk` of order_item, '
+                                'whose rows are kept'),
+    ]:
+        r = run_module('db_snapshot', dict(server.conn_args(shop), snapshot_root=snapshot_root,
+                                           exclude_table_data=names), check=check_mode)
+        assert r.failed and message in r['msg'], (names, r['msg'])
+        assert root_entries(snapshot_root) == [], 'nothing written'

@@ -884,3 +884,55 @@ def test_superuser_restores_a_superuser_only_extension_for_the_owner(
     finally:
         pg_server.drop_database(extra_db)
         pg_server.sql('DROP ROLE %s' % app)
+
+
+def test_exclude_table_data_keeps_the_table_and_leaves_out_its_rows(pg_server, shop, snapshot_root):
+    with pg_server.connect(shop) as con:  # names that pg_dump would read as patterns unless quoted
+        con.execute('CREATE TABLE audit."Big log*" (line text); CREATE TABLE audit."Big logs" (line text)')
+        con.execute('INSERT INTO audit."Big log*" VALUES (\'a\'), (\'b\'); INSERT INTO audit."Big logs" VALUES (\'c\')')
+    before_schema, before_rows = schema_dump(pg_server, shop), content_digest(pg_server, shop)
+    assert before_rows['audit.log'][0] == 250, 'the invoice trigger logged every invoice'
+    # "log" is audit.log: the only table of that name
+    r = snap(pg_server, shop, snapshot_root, table_stats='checksums', exclude_table_data=['log', 'audit.Big log*'])
+    assert not r.failed, r.get('msg')
+    assert r['excluded_table_data'] == ['audit.log', 'audit.Big log*']
+    for table in r['excluded_table_data']:
+        assert r['tables'][table] == {'rows': 0, 'checksum': '0' * 16, 'data_excluded': True}
+    assert r['tables']['public.customer']['rows'] == 300 and r['tables']['audit.Big logs']['rows'] == 1
+    assert any('--exclude-table-data="audit"."log"' in c for c in r['commands']), r['commands']
+    with open(os.path.join(snapshot_root, r['snapshot_id'], 'manifest.json'), encoding='utf-8') as f:
+        assert json.load(f)['parts']['database']['excluded_table_data'] == ['audit.log', 'audit.Big log*']
+
+    mutate(pg_server, shop)
+    r2 = restore(pg_server, shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert not r2.failed, r2.get('msg')
+    assert r2['tables_compared'] == 'checksums' and r2['tables_match'] is True
+    assert schema_dump(pg_server, shop) == before_schema, 'the table, its sequence and its indexes are kept'
+    after = content_digest(pg_server, shop)
+    assert after['audit.log'][0] == 0 and after['audit.Big log*'][0] == 0
+    left_out = ('audit.log', 'audit.Big log*')
+    assert dict((t, v) for t, v in after.items() if t not in left_out) == \
+        dict((t, v) for t, v in before_rows.items() if t not in left_out)
+    assert after['audit.Big logs'][0] == 1, 'the quoted pattern matched only the table named'
+
+
+def test_exclude_table_data_refuses_what_a_restore_could_not_load(pg_server, shop, snapshot_root):
+    with pg_server.connect(shop) as con:
+        con.execute('CREATE TABLE billing.log (id int)')
+    for names, check_mode, message in [
+            (['nosuch'], False, 'exclude_table_data: there is no table nosuch in database %s' % shop),
+            (['log'], False, 'exclude_table_data: log names 2 tables in database %s (audit.log, billing.log)' % shop),
+            (['public.customer'], False, 'the rows of public.customer are referenced by foreign key '
+                                         'order_customer_id_fkey of public.order, whose rows are kept'),
+            (['customer'], True, 'the rows of public.customer are referenced by foreign key '
+                                 'order_customer_id_fkey of public.order, whose rows are kept'),
+    ]:
+        r = run_module('db_snapshot', dict(pg_server.conn_args(shop), snapshot_root=snapshot_root,
+                                           exclude_table_data=names), check=check_mode)
+        assert r.failed and message in r['msg'], (names, r['msg'])
+        assert not os.path.exists(snapshot_root) or os.listdir(snapshot_root) == [], 'nothing written'
+    # the referencing tables' rows left out too: a consistent snapshot
+    r = snap(pg_server, shop, snapshot_root,
+             exclude_table_data=['public.customer', 'public.order', 'public.order_item', 'billing.invoice'])
+    assert not r.failed, r.get('msg')
+    assert r['excluded_table_data'] == ['public.customer', 'public.order', 'public.order_item', 'billing.invoice']

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -281,3 +282,71 @@ def test_db_info_matches_the_snapshot_and_runs_read_only_queries(shop, snapshot_
     con.close()
     missing = run_module('db_info', dict(engine='sqlite', database=shop + '.nope', table_stats='counts'))
     assert missing.failed and 'does not exist' in missing['msg']
+
+
+SECRET = b'session-key-3f9c1e7d2b'
+
+
+def _add_sessions(path, rows=500):
+    con = sqlite3.connect(path)
+    con.execute('CREATE TABLE django_session (session_key TEXT PRIMARY KEY, session_data TEXT NOT NULL)')
+    con.executemany('INSERT INTO django_session VALUES (?, ?)',
+                    [('%s-%d' % (SECRET.decode(), i), 'x' * 300) for i in range(rows)])
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize('compression', ['none', 'zstd'])
+def test_exclude_table_data_overwrites_the_rows_in_the_copy(shop, snapshot_root, compression):
+    _add_sessions(shop)
+    before_schema, before_rows = schema(shop), content_digest(shop)
+    r = snap(shop, snapshot_root, compression=compression, table_stats='checksums',
+             exclude_table_data=['django_session'])
+    assert not r.failed, r.get('msg')
+    assert r['excluded_table_data'] == ['django_session']
+    assert r['tables']['django_session'] == {'rows': 0, 'checksum': '0' * 16, 'data_excluded': True}
+    assert r['tables']['customer']['rows'] == 200
+    # not one byte of the sessions is left in the snapshot, not even in its free pages
+    data = b''
+    for entry in r['files']:
+        with open(os.path.join(snapshot_root, r['snapshot_id'], entry['path']), 'rb') as f:
+            data = f.read()
+        if compression == 'zstd':
+            data = subprocess.run(['zstd', '-dc'], input=data, stdout=subprocess.PIPE, check=True).stdout
+    assert len(data) > 100000 and SECRET not in data
+    live = b''
+    for path in (shop, shop + '-wal'):
+        if os.path.exists(path):
+            with open(path, 'rb') as f:
+                live += f.read()
+    assert SECRET in live, 'the live database keeps its rows'
+    assert sorted(os.listdir(os.path.join(snapshot_root, r['snapshot_id'], 'database'))) == \
+        [os.path.basename(e['path']) for e in r['files']], 'no -wal or -journal left beside the copy'
+
+    mutate(shop)
+    r2 = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert not r2.failed, r2.get('msg')
+    assert r2['tables_match'] is True
+    assert schema(shop) == before_schema
+    after = content_digest(shop)
+    assert after.pop('django_session') == hashlib.sha256(b'').hexdigest(), 'no rows'
+    before_rows.pop('django_session')
+    assert after == before_rows
+
+
+def test_exclude_table_data_refuses_what_it_cannot_leave_out(shop, snapshot_root):
+    con = sqlite3.connect(shop)
+    con.executescript('CREATE TABLE note (body TEXT); '
+                      'CREATE TRIGGER note_gone AFTER DELETE ON note BEGIN SELECT 1; END;')
+    con.close()
+    for names, check_mode, message in [
+            (['nosuch'], False, 'exclude_table_data: there is no table nosuch in SQLite database %s' % shop),
+            (['customer'], False, 'the rows of customer are referenced by a foreign key (column customer_id) of '
+                                  'order, whose rows are kept'),
+            (['note'], True, 'SQLite table note has the trigger note_gone, which deleting its rows from the copy '
+                             'would fire'),
+    ]:
+        r = run_module('db_snapshot', dict(engine='sqlite', database=shop, snapshot_root=snapshot_root,
+                                           exclude_table_data=names), check=check_mode)
+        assert r.failed and message in r['msg'], (names, r['msg'])
+        assert not os.path.exists(snapshot_root) or os.listdir(snapshot_root) == [], 'nothing written'
