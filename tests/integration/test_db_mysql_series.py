@@ -2,7 +2,9 @@
 # Copyright: djangoops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """db_snapshot / db_restore with MariaDB 11.8 (Debian 13's, fetched by scripts/fetch_engines.py), server and
-client tools alike, and its client beside Debian 12's 10.11 server.
+client tools alike, and its client beside Debian 12's 10.11 server; and with Oracle's MySQL (the version Debian
+unstable has, also fetched), whose own client tools take the MySQL side of every flavour rule: the dump flags,
+the option file, caching_sha2_password, the checks.
 
 From 11.4 on, MariaDB's clients require TLS unless told otherwise; an app host on Debian 13 (client 11.8)
 whose database server is a Debian 12 one (10.11, no TLS unless configured) must still take and restore
@@ -10,17 +12,27 @@ snapshots, in plain text as the older clients did, when TLS was not asked for.""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from conftest import unique_name
 from support.modules import run_module
 from support.mysql_data import content_digest, make_shop, mutate, schema
-from support.servers import MARIADB_SERIES, MariaDBServer, mariadb_series
+from support.servers import MARIADB_SERIES, MYSQL_SERIES, MariaDBServer, MySQLServer, mariadb_series, mysql_series
+from support.watch import assert_secret_absent, run_module_traced
 
 
 @pytest.fixture(scope='module', params=MARIADB_SERIES)
 def series_mariadb(request):
     server = MariaDBServer(basedir=mariadb_series(request.param)).start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope='module', params=MYSQL_SERIES)
+def oracle_mysql(request):
+    server = MySQLServer(mysql_series(request.param)).start()
     yield server
     server.destroy()
 
@@ -99,3 +111,53 @@ def test_an_older_client_is_refused_for_a_newer_server(series_mariadb, snapshot_
             in r['msg'], r['msg']
     finally:
         series_mariadb.drop_database(db)
+
+
+def test_mysql_round_trip_with_its_own_client_tools(oracle_mysql, snapshot_root):
+    db = shop_on(oracle_mysql)
+    try:
+        version = oracle_mysql.where.rstrip('/').split('/')[-1]
+        assert oracle_mysql.sql('SELECT VERSION()')[0][0].startswith(version + '.')
+        assert oracle_mysql.sql("SELECT plugin FROM mysql.user WHERE user = 'djangoops' AND host = '%'"
+                                )[0][0] == 'caching_sha2_password'
+        round_trip(oracle_mysql, db, snapshot_root, oracle_mysql.bindir, version)
+    finally:
+        oracle_mysql.drop_database(db)
+
+
+def test_mysql_snapshot_records_the_flavour_and_keeps_the_password_out_of_argv(oracle_mysql, snapshot_root):
+    db = shop_on(oracle_mysql)
+    try:
+        r, argvs = run_module_traced('db_snapshot', args(oracle_mysql, db, snapshot_root, oracle_mysql.bindir))
+        assert not r.failed, r
+        assert any(a and a[0].endswith('mysqldump') for a in argvs), argvs
+        assert_secret_absent(oracle_mysql.password, argvs, r)
+        part = r['manifest']['parts']['database']
+        assert part['server_flavour'] == 'mysql' and part['client_flavour'] == 'mysql'
+        assert part['client_tool'] == 'mysqldump'
+        assert any('--set-gtid-purged=OFF' in c and '--column-statistics=0' in c for c in r['commands']), r['commands']
+    finally:
+        oracle_mysql.drop_database(db)
+
+
+def test_mysqldump_cannot_leave_out_rows_and_says_so(oracle_mysql, snapshot_root):
+    db = shop_on(oracle_mysql)
+    try:
+        r = run_module('db_snapshot', args(oracle_mysql, db, snapshot_root, oracle_mysql.bindir,
+                                           exclude_table_data=['audit_log']), check=True)
+        assert r.failed and r['msg'].startswith('exclude_table_data needs a dump tool with --ignore-table-data'), r
+        assert r['msg'].endswith('mysqldump %s has none' % r['msg'].split('mysqldump ')[-1].split(' ')[0])
+    finally:
+        oracle_mysql.drop_database(db)
+
+
+def test_mysql_with_the_mariadb_client_of_an_app_host(oracle_mysql, snapshot_root):
+    """An app host on Debian has MariaDB's client tools (default-mysql-client); its database may be a MySQL
+    server. They take and restore snapshots of it too (caching_sha2_password included)."""
+    db = shop_on(oracle_mysql)
+    try:
+        version = '.'.join(subprocess.run(['mariadb-dump', '--version'], stdout=subprocess.PIPE, text=True,
+                                          check=True).stdout.split('Distrib ')[1].split('.')[:2])
+        round_trip(oracle_mysql, db, snapshot_root, '/usr/bin', version)
+    finally:
+        oracle_mysql.drop_database(db)

@@ -26,6 +26,7 @@ PG_SERIES = ('17', '18')
 # A psql from before the \\restrict line that pg_dump writes into plain scripts (13.22, 14.19, 15.14 ...).
 PG_OLD_CLIENT = '14.1'
 MARIADB_SERIES = ('11.8',)
+MYSQL_SERIES = ('9.7',)
 
 
 def _fetched(kind, version):
@@ -51,6 +52,11 @@ def pg_client(version):
 def mariadb_series(version):
     """The base directory (bin/, sbin/mariadbd, share/) of MariaDB ``version`` as scripts/fetch_engines.py left it."""
     return os.path.join(_fetched('mariadb', version), 'base')
+
+
+def mysql_series(version):
+    """Where scripts/fetch_engines.py left MySQL ``version``: ``base/`` (sbin/mysqld, bin/ wrappers) and ``root/``."""
+    return _fetched('mysql', version)
 
 
 # Passwords that would break any naive quoting: quotes, spaces, $, #, backslash, colon, unicode.
@@ -303,3 +309,42 @@ class MariaDBServer(object):
 
     def drop_database(self, name):
         self.sql('DROP DATABASE IF EXISTS `%s`' % name)
+
+
+class MySQLServer(MariaDBServer):
+    """Oracle's MySQL (scripts/fetch_engines.py): user ``djangoops`` with TRICKY_PASSWORD over TCP, authenticated
+    with MySQL's default plugin (caching_sha2_password), root by socket."""
+
+    def __init__(self, where, **kw):
+        super().__init__(**kw)
+        self.where = where
+        self.bindir = os.path.join(where, 'base', 'bin')  # its client tools
+        usr = os.path.join(where, 'root', 'usr')
+        # The data files of the relocated server: error messages, character sets, plugins.
+        self.server_args = ['--basedir=' + usr, '--lc-messages-dir=' + os.path.join(usr, 'share', 'mysql'),
+                            '--character-sets-dir=' + os.path.join(usr, 'share', 'mysql', 'charsets'),
+                            '--plugin-dir=' + os.path.join(usr, 'lib', 'mysql', 'plugin')]
+
+    def start(self):
+        mysqld = os.path.join(self.where, 'base', 'sbin', 'mysqld')
+        fresh = not os.path.isdir(self.datadir)
+        if fresh:
+            _chown_tree(self.base, 'mysql')  # the datadir itself is made by --initialize, as the mysql user
+            subprocess.run([mysqld, '--no-defaults', '--initialize-insecure', '--user=mysql',
+                            '--datadir=' + self.datadir] + self.server_args,
+                           check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with open(self.log, 'ab') as log:  # no --log-error: the server logs to its stderr, this file
+            self.proc = subprocess.Popen(
+                [mysqld, '--no-defaults', '--user=mysql', '--datadir=' + self.datadir] + self.server_args + [
+                    '--socket=' + self.socket, '--port=%d' % self.port, '--bind-address=' + self.host,
+                    '--mysqlx=OFF', '--secure-file-priv=NULL', '--pid-file=' + self.pidfile, '--skip-log-bin',
+                    '--skip-name-resolve', '--innodb-flush-log-at-trx-commit=0', '--innodb-doublewrite=OFF',
+                    '--character-set-server=utf8mb4', '--collation-server=utf8mb4_unicode_ci'] + self.extra_args,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_port(self.host, self.port, self.proc, 60, self.log)
+        if fresh:
+            for where in ('%', 'localhost'):
+                self.root_sql("CREATE USER '%s'@'%s' IDENTIFIED BY %%s" % (self.user, where.replace('%', '%%')),
+                              (self.password,))
+                self.root_sql("GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION" % (self.user, where))
+        return self
