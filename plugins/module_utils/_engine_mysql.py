@@ -131,6 +131,16 @@ class MySQLEngine(Engine):
             raise EngineError('cannot connect to %s as user %r: %s' % (self._where(), self.user, detail))
         except (OSError, ssl.SSLError) as e:
             raise EngineError('cannot connect to %s as user %r: %s' % (self._where(), self.user, e))
+        except RuntimeError as e:
+            if 'cryptography' not in str(e):
+                raise
+            # MySQL 8+'s caching_sha2_password, when the server has not cached the account (after a restart or
+            # FLUSH PRIVILEGES) and the connection has no TLS: the password must go RSA-encrypted.
+            raise EngineError('cannot log in to %s as user %r: the account authenticates with caching_sha2_password '
+                              '(or sha256_password), and over a connection without TLS PyMySQL needs the Python '
+                              'package cryptography for that; install it on this host (Debian/Ubuntu: apt install '
+                              'python3-cryptography; pip: PyMySQL[rsa]), or connect with TLS (ssl_mode: require)'
+                              % (self._where(), self.user))
         if required and not self.endpoint.get('socket'):
             self._require_tls(con)
         return con

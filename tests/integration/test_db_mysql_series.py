@@ -242,3 +242,27 @@ def test_mysql_option_lines_drive_mysqls_own_client(tls_mysql, tmp_path):
         assert outcomes[name][0] == 0 and 'TLS' in outcomes[name][1], outcomes
     assert outcomes['verify-other-ca'][0] != 0, outcomes
     assert outcomes['disable'][0] != 0 and 'insecure transport' in outcomes['disable'][1], outcomes
+
+
+def test_mysql_full_authentication_without_cryptography_is_named(oracle_mysql, snapshot_root, tmp_path):
+    """caching_sha2_password (MySQL 8+'s default) over a connection without TLS sends the password RSA-encrypted
+    whenever the server has not cached the account (after a restart or FLUSH PRIVILEGES); PyMySQL needs the
+    cryptography package for that, and without it the module says so."""
+    db = shop_on(oracle_mysql)
+    shadow = tmp_path / 'shadow' / 'cryptography'
+    shadow.mkdir(parents=True)
+    (shadow / '__init__.py').write_text('raise ImportError("No module named \'cryptography\'")\n')
+    env = {'PYTHONPATH': os.pathsep.join([COLLECTIONS_PATH, str(shadow.parent)])}
+    try:
+        oracle_mysql.root_sql('FLUSH PRIVILEGES')  # the server forgets the cached account
+        r = run_module('db_snapshot', dict(oracle_mysql.conn_args(db), snapshot_root=snapshot_root, ssl_mode='disable'),
+                       env=env)
+        assert r.failed and 'caching_sha2_password' in r['msg'] and 'python3-cryptography' in r['msg'], r['msg']
+        assert not os.path.exists(snapshot_root) or os.listdir(snapshot_root) == []
+        # with TLS the password travels inside it: no cryptography needed
+        oracle_mysql.root_sql('FLUSH PRIVILEGES')
+        r = run_module('db_snapshot', dict(oracle_mysql.conn_args(db), snapshot_root=snapshot_root,
+                                           client_bin_dir=oracle_mysql.bindir, ssl_mode='require'), env=env)
+        assert not r.failed, r.get('msg')
+    finally:
+        oracle_mysql.drop_database(db)

@@ -2,7 +2,7 @@
 # Copyright: djangoops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """django_info and django_migrate on the demo shop: real Django 4.2 and 5.2, real SQLite, PostgreSQL
-and MariaDB. The django_migrations table is read straight from the database to judge the modules."""
+and MariaDB, and MySQL 9.7. The django_migrations table is read straight from the database to judge the modules."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import json
 
 import pytest
 
-from support.django_project import django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
+from conftest import unique_name
+from support.django_project import Shop, django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
+from support.modules import run_module
+from support.servers import MYSQL_SERIES, MySQLServer, mysql_series
 
 SHOP = ['0001_initial', '0002_product_stock_order_total', '0003_backfill_order_totals', '0004_normalize_skus',
         '0005_remove_product_legacy_code', '0006_product_slug', '0007_order_priority']
@@ -237,3 +240,40 @@ def test_demo_health_view_tells_pending_from_done(shop_factory):  # noqa: F811
     h = health()
     assert h['status'] == 200 and h['body']['ok'] is True and h['body']['pending_migrations'] == []
     assert h['body']['rows']['product'] == 5 and h['body']['applied_migrations'] == len(shop.recorded())
+
+
+@pytest.fixture(scope='module')
+def oracle_mysql():
+    server = MySQLServer(mysql_series(MYSQL_SERIES[-1])).start()
+    yield server
+    server.destroy()
+
+
+def test_a_shop_on_mysql_is_snapshot_migrated_back_and_restored(django_venvs, tmp_path, oracle_mysql,  # noqa: F811
+                                                                snapshot_root):
+    """Django 5.2 on MySQL 9.7 through PyMySQL, the account on MySQL's default caching_sha2_password. Django's
+    first login after a server restart (here FLUSH PRIVILEGES) is a full authentication; PyMySQL 2 makes it inside
+    the TLS that the server offers. The shop is migrated, snapshot, migrated back past a destructive step, and
+    restored to exactly what it was."""
+    db = unique_name('djm')
+    oracle_mysql.create_database(db)
+    try:
+        oracle_mysql.root_sql('FLUSH PRIVILEGES')
+        shop = Shop('5.2', 'mysql', tmp_path, server=oracle_mysql, dbname=db)
+        r = shop.run('django_migrate')
+        assert not r.failed, r.get('msg')
+        assert r['applied_after']['shop'] == SHOP
+        shop.manage('seed_demo', '--products', '12', '--orders', '5')
+        before = shop.digest()
+        conn = dict(oracle_mysql.conn_args(db), snapshot_root=snapshot_root, client_bin_dir=oracle_mysql.bindir)
+        snap = run_module('db_snapshot', dict(conn, table_stats='checksums'))
+        assert not snap.failed, snap.get('msg')
+        r = shop.run('django_migrate', app='shop', target='0005')  # drops Order.priority and Product.slug
+        assert not r.failed, r.get('msg')
+        assert 'priority' not in shop.columns('shop_order')
+        res = run_module('db_restore', dict(conn, snapshot_id=snap['snapshot_id']))
+        assert not res.failed and res['tables_match'] is True, res.get('msg')
+        assert shop.digest() == before
+        assert shop.run('django_info')['applied_migrations']['shop'] == SHOP
+    finally:
+        oracle_mysql.drop_database(db)

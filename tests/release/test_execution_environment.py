@@ -88,7 +88,7 @@ def test_ansible_builder_create_and_the_contexts_own_steps(tmp_path):
     run([sys.executable, ctx / '_build' / 'scripts' / 'introspect.py', 'introspect', collections,
          '--write-pip', pip_out, '--write-bindep', bindep_out], cwd=tmp_path)
     python_reqs = [line.split('#')[0].strip() for line in pip_out.read_text().splitlines() if line.strip()]
-    assert 'psycopg>=3.1' in python_reqs and 'PyMySQL>=1.0' in python_reqs, python_reqs
+    assert 'psycopg>=3.1' in python_reqs and 'PyMySQL[rsa]>=1.0' in python_reqs, python_reqs
 
     # What install-from-bindep would install: assemble runs `bindep -l newline`, no profile named.
     rules = Depends(bindep_out.read_text())
