@@ -8,10 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -19,8 +16,8 @@ import pytest
 from conftest import unique_name
 from support.background import InThread
 from support.modules import COLLECTIONS_PATH, run_module
-from support.mysql_data import (content_digest, fill_blobs, make_shop, make_tls_files, make_wrapper, mutate,
-                                next_auto_increment, schema)
+from support.mysql_data import (content_digest, fill_blobs, make_shop, make_wrapper, mutate, next_auto_increment,
+                                schema, server_requiring_tls, tls_outcomes)
 from support.servers import MariaDBServer
 from support.watch import assert_secret_absent, process_argvs, run_module_traced
 
@@ -515,18 +512,8 @@ def test_checksum_is_the_documented_digest(mariadb_server, mysql_db):
 @pytest.fixture(scope='module')
 def tls_server():
     """A MariaDB server that refuses every TCP connection without TLS."""
-    certdir = tempfile.mkdtemp(prefix='djangoops-tls-', dir='/tmp')
-    try:
-        files = make_tls_files(certdir)
-        server = MariaDBServer(extra_args=['--ssl-ca=' + files['ca'], '--ssl-cert=' + files['server'],
-                                           '--ssl-key=' + files['server-key'], '--require-secure-transport=ON'])
-        server.files = files
-        try:
-            yield server.start()
-        finally:
-            server.destroy()
-    finally:
-        shutil.rmtree(certdir, ignore_errors=True)
+    with server_requiring_tls(lambda extra_args: MariaDBServer(extra_args=extra_args)) as server:
+        yield server
 
 
 def test_tls_modes_reach_pymysql_and_the_tools(tls_server, snapshot_root):
@@ -554,20 +541,11 @@ def test_tls_option_lines_drive_the_real_client(tls_server, tmp_path):
     """The option file the engine writes makes the mariadb client verify the server (PyMySQL,
     which fails first in the module, is not involved here)."""
     sys.path.insert(0, COLLECTIONS_PATH)
-    from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_client as mc
     server = tls_server
-    endpoint = {'host': server.host, 'port': server.port}
-    outcomes = {}
-    for name, conn in (('verify-good-ca', {'ssl_mode': 'verify-full', 'ssl_ca': server.files['ca']}),
-                       ('verify-other-ca', {'ssl_mode': 'verify-full', 'ssl_ca': server.files['other-ca']}),
-                       ('disable', {'ssl_mode': 'disable'})):
-        cnf = tmp_path / (name + '.cnf')
-        cnf.write_text(mc.option_file('mariadb', endpoint, server.user, server.password, conn), encoding='utf-8')
-        os.chmod(str(cnf), 0o600)
-        p = subprocess.run(['mariadb', '--defaults-extra-file=%s' % cnf, '--batch', '--skip-column-names', '-e',
-                            "SHOW SESSION STATUS LIKE 'Ssl_version'"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           check=False)
-        outcomes[name] = (p.returncode, (p.stdout + p.stderr).decode('utf-8', 'replace'))
+    outcomes = tls_outcomes(server, 'mariadb', 'mariadb', {
+        'verify-good-ca': {'ssl_mode': 'verify-full', 'ssl_ca': server.files['ca']},
+        'verify-other-ca': {'ssl_mode': 'verify-full', 'ssl_ca': server.files['other-ca']},
+        'disable': {'ssl_mode': 'disable'}}, tmp_path)
     assert outcomes['verify-good-ca'][0] == 0 and 'TLS' in outcomes['verify-good-ca'][1], outcomes
     assert outcomes['verify-other-ca'][0] != 0, outcomes
     assert outcomes['disable'][0] != 0, outcomes

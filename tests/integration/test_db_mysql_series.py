@@ -13,16 +13,14 @@ snapshots, in plain text as the older clients did, when TLS was not asked for.""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 from conftest import unique_name
 from support.modules import COLLECTIONS_PATH, run_module
-from support.mysql_data import content_digest, make_shop, make_tls_files, mutate, schema
+from support.mysql_data import content_digest, make_shop, mutate, schema, server_requiring_tls, tls_outcomes
 from support.servers import MARIADB_SERIES, MYSQL_SERIES, MariaDBServer, MySQLServer, mariadb_series, mysql_series
 from support.watch import assert_secret_absent, run_module_traced
 
@@ -180,19 +178,9 @@ def test_mysql_with_the_mariadb_client_of_an_app_host(oracle_mysql, snapshot_roo
 @pytest.fixture(scope='module')
 def tls_mysql():
     """A MySQL server that refuses every TCP connection without TLS, with a certificate of the tests' CA."""
-    certdir = tempfile.mkdtemp(prefix='djangoops-tls-', dir='/tmp')
-    try:
-        files = make_tls_files(certdir)
-        server = MySQLServer(mysql_series(MYSQL_SERIES[-1]), extra_args=[
-            '--ssl-ca=' + files['ca'], '--ssl-cert=' + files['server'], '--ssl-key=' + files['server-key'],
-            '--require-secure-transport=ON'])
-        server.files = files
-        try:
-            yield server.start()
-        finally:
-            server.destroy()
-    finally:
-        shutil.rmtree(certdir, ignore_errors=True)
+    with server_requiring_tls(lambda extra_args: MySQLServer(mysql_series(MYSQL_SERIES[-1]),
+                                                             extra_args=extra_args)) as server:
+        yield server
 
 
 def test_mysql_tls_modes_reach_pymysql_and_mysqls_own_tools(tls_mysql, snapshot_root):
@@ -222,22 +210,13 @@ def test_mysql_option_lines_drive_mysqls_own_client(tls_mysql, tmp_path):
     """The option file the engine writes for a MySQL client makes MySQL's mysql verify the server (PyMySQL,
     which fails first in the module, is not involved here)."""
     sys.path.insert(0, COLLECTIONS_PATH)
-    from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_client as mc  # pylint: disable=import-outside-toplevel
     server = tls_mysql
-    endpoint = {'host': server.host, 'port': server.port}
-    outcomes = {}
-    for name, conn in (('verify-ca', {'ssl_mode': 'verify-ca', 'ssl_ca': server.files['ca']}),
-                       ('verify-full', {'ssl_mode': 'verify-full', 'ssl_ca': server.files['ca']}),
-                       ('verify-other-ca', {'ssl_mode': 'verify-full', 'ssl_ca': server.files['other-ca']}),
-                       ('require', {'ssl_mode': 'require'}),
-                       ('disable', {'ssl_mode': 'disable'})):
-        cnf = tmp_path / (name + '.cnf')
-        cnf.write_text(mc.option_file('mysql', endpoint, server.user, server.password, conn), encoding='utf-8')
-        os.chmod(str(cnf), 0o600)
-        p = subprocess.run([os.path.join(server.bindir, 'mysql'), '--defaults-extra-file=%s' % cnf, '--batch',
-                            '--skip-column-names', '-e', "SHOW SESSION STATUS LIKE 'Ssl_version'"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-        outcomes[name] = (p.returncode, (p.stdout + p.stderr).decode('utf-8', 'replace'))
+    outcomes = tls_outcomes(server, 'mysql', os.path.join(server.bindir, 'mysql'), {
+        'verify-ca': {'ssl_mode': 'verify-ca', 'ssl_ca': server.files['ca']},
+        'verify-full': {'ssl_mode': 'verify-full', 'ssl_ca': server.files['ca']},
+        'verify-other-ca': {'ssl_mode': 'verify-full', 'ssl_ca': server.files['other-ca']},
+        'require': {'ssl_mode': 'require'},
+        'disable': {'ssl_mode': 'disable'}}, tmp_path)
     for name in ('verify-ca', 'verify-full', 'require'):
         assert outcomes[name][0] == 0 and 'TLS' in outcomes[name][1], outcomes
     assert outcomes['verify-other-ca'][0] != 0, outcomes

@@ -6,13 +6,16 @@ them, and wrappers that stand in for a misbehaving dump tool."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
 import re
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
 # Every kind of object a Django deploy (and its DBA) leaves in a database. `order` is a reserved
 # word and `odd name é` needs quoting everywhere; legacy_note is latin1 inside a utf8mb4 database.
@@ -258,6 +261,43 @@ def make_wrapper(bindir, tool, mode, log=''):
         f.write(_WRAPPER.format(python=sys.executable, tool=tool, real=real, mode=mode, log=log))
     os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
+
+
+@contextlib.contextmanager
+def server_requiring_tls(make):
+    """A started server, made by ``make(extra_args)``, that refuses every TCP connection without TLS; its
+    certificate is signed by the tests' CA (``server.files``: ca, other-ca, server, server-key)."""
+    certdir = tempfile.mkdtemp(prefix='djangoops-tls-', dir='/tmp')
+    try:
+        files = make_tls_files(certdir)
+        server = make(['--ssl-ca=' + files['ca'], '--ssl-cert=' + files['server'], '--ssl-key=' + files['server-key'],
+                       '--require-secure-transport=ON'])
+        server.files = files
+        try:
+            yield server.start()
+        finally:
+            server.destroy()
+    finally:
+        shutil.rmtree(certdir, ignore_errors=True)
+
+
+def tls_outcomes(server, flavour, client, cases, workdir):
+    """Run ``client`` (a mysql or mariadb program) once per case ``{name: connection options}`` with the option
+    file the engine writes for a client of ``flavour``; ``{name: (exit status, output)}`` of its query for the
+    session's TLS version. The engine's module_utils must be importable (COLLECTIONS_PATH on sys.path)."""
+    from ansible_collections.djangoops.maintenance.plugins.module_utils import _mysql_client as mc  # pylint: disable=import-outside-toplevel
+    endpoint = {'host': server.host, 'port': server.port}
+    outcomes = {}
+    for name, conn in cases.items():
+        cnf = os.path.join(str(workdir), name + '.cnf')
+        with open(cnf, 'w', encoding='utf-8') as f:
+            f.write(mc.option_file(flavour, endpoint, server.user, server.password, conn))
+        os.chmod(cnf, 0o600)
+        p = subprocess.run([client, '--defaults-extra-file=%s' % cnf, '--batch', '--skip-column-names', '-e',
+                            "SHOW SESSION STATUS LIKE 'Ssl_version'"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           check=False)
+        outcomes[name] = (p.returncode, (p.stdout + p.stderr).decode('utf-8', 'replace'))
+    return outcomes
 
 
 def make_tls_files(dirpath, host='127.0.0.1'):

@@ -237,12 +237,16 @@ class MariaDBServer(object):
             while not os.path.exists(self.socket) and time.monotonic() < deadline:
                 time.sleep(0.1)
         if fresh:
-            for where in ('%', 'localhost'):
-                # The host '%' goes through PyMySQL's %-formatting too, so it is doubled there.
-                self.root_sql("CREATE USER '%s'@'%s' IDENTIFIED BY %%s" % (self.user, where.replace('%', '%%')),
-                              (self.password,))
-                self.root_sql("GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION" % (self.user, where))
+            self._create_user()
         return self
+
+    def _create_user(self):
+        """The tests' account, from anywhere and from localhost, with every privilege."""
+        for where in ('%', 'localhost'):
+            # The host '%' goes through PyMySQL's %-formatting too, so it is doubled there.
+            self.root_sql("CREATE USER '%s'@'%s' IDENTIFIED BY %%s" % (self.user, where.replace('%', '%%')),
+                          (self.password,))
+            self.root_sql("GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION" % (self.user, where))
 
     def _program(self, where, name):
         return os.path.join(self.basedir, where, name) if self.basedir else name
@@ -343,8 +347,5 @@ class MySQLServer(MariaDBServer):
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         _wait_port(self.host, self.port, self.proc, 60, self.log)
         if fresh:
-            for where in ('%', 'localhost'):
-                self.root_sql("CREATE USER '%s'@'%s' IDENTIFIED BY %%s" % (self.user, where.replace('%', '%%')),
-                              (self.password,))
-                self.root_sql("GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION" % (self.user, where))
+            self._create_user()
         return self
