@@ -18,7 +18,9 @@ for each engine times, in the same run and on the same data:
 - the module's DEFAULT snapshot against the naive ``<dump tool> | gzip`` (target: >= 3x faster, output no
   larger);
 - PostgreSQL: restoring the default snapshot with db_restore against ``pg_restore -j 2`` from a directory
-  dump (target: no slower); MySQL and SQLite: db_restore against the raw load;
+  dump (target: no slower), and for reference against the same job by hand (with ANALYZE) and against
+  ``pg_restore -j 2`` followed by a CHECKPOINT (db_restore's drop of the replaced database forces one);
+  MySQL and SQLite: db_restore against the raw load;
 - the module process's peak RSS (VmHWM of the Python process, sampled; target < 100 MB whatever the size),
   and the whole process tree's (wait4) for reference.
 
@@ -313,6 +315,14 @@ def bench_postgresql(rep, work, args):
             server.create_database('bench_dir_target')
             return shell('%s/pg_restore %s -j 2 --no-owner -d bench_dir_target %s/dirdump' % (b, dsn, work), env)
 
+        def raw_restore_checkpointed():
+            # db_restore ends by dropping the database it replaced, and PostgreSQL's DROP DATABASE forces an
+            # immediate checkpoint, which writes and fsyncs the restored database too: the same durability here.
+            server.drop_database('bench_dir_target')
+            server.create_database('bench_dir_target')
+            return shell('{b}/pg_restore {dsn} -j 2 --no-owner -d bench_dir_target {work}/dirdump && '
+                         '{b}/psql {dsn} -q -d bench_dir_target -c CHECKPOINT'.format(b=b, dsn=dsn, work=work), env)
+
         restore_args = dict(conn, database='bench_restored', create=True, snapshot_root=root, snapshot_id=snap_id,
                             terminate_connections=True)
         # The same job by hand: replace the database and give the planner its statistics, as db_restore does.
@@ -320,13 +330,17 @@ def bench_postgresql(rep, work, args):
                    '{b}/pg_restore {dsn} -j 2 --no-owner -d bench_job_target {work}/dirdump && '
                    '{b}/vacuumdb {dsn} --analyze-only -j 2 -q -d bench_job_target').format(b=b, dsn=dsn, work=work)
         runs = interleaved([('raw', raw_restore), ('module', lambda: module('db_restore', restore_args, work)),
-                            ('raw job', lambda: shell(raw_job, env))], args.rounds)
+                            ('raw job', lambda: shell(raw_job, env)), ('raw checkpointed', raw_restore_checkpointed)],
+                           args.rounds)
         restored, raw_r, paired = pick(runs, 'module', 'raw')
         rep.add('postgresql', 'restore of the DEFAULT snapshot', restored, raw_r, 'pg_restore -j 2 (directory dump)',
                 target='no slower (ratio <= 1.0)', paired=paired)
         restored, raw_r, paired = pick(runs, 'module', 'raw job')
         rep.add('postgresql', 'restore, against the same job by hand', restored, raw_r,
                 'dropdb+createdb+pg_restore -j 2+vacuumdb -Z -j 2', target='(reference)', paired=paired)
+        restored, raw_r, paired = pick(runs, 'module', 'raw checkpointed')
+        rep.add('postgresql', 'restore, against pg_restore -j 2 made as durable', restored, raw_r,
+                'pg_restore -j 2 && CHECKPOINT', target='(reference)', paired=paired)
     finally:
         server.destroy()
 
