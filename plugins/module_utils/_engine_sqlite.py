@@ -56,6 +56,13 @@ def _encode_value(v):
     return b'T' + struct.pack('>Q', len(data)) + data
 
 
+def _remove_sidecars(path, suffixes=('-wal', '-shm', '-journal')):
+    """Remove the journal files SQLite may leave beside ``path`` (and ``path`` itself with suffix '')."""
+    for suffix in suffixes:
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+
+
 def _check_integrity(path):
     con = sqlite3.connect(_ro_uri(path, immutable=True), uri=True)
     try:
@@ -217,9 +224,7 @@ class SQLiteEngine(Engine):
                     tables[table]['data_excluded'] = True
         finally:
             if chain:
-                for leftover in ('', '-wal', '-shm', '-journal'):
-                    if os.path.exists(copy_path + leftover):
-                        os.unlink(copy_path + leftover)
+                _remove_sidecars(copy_path, ('', '-wal', '-shm', '-journal'))
         meta = {
             'kind': 'database',
             'engine': self.name,
@@ -255,9 +260,7 @@ class SQLiteEngine(Engine):
                 if c is not None:
                     c.close()
         self.record('sqlite3 backup API: %s -> %s (one step)' % (src_path, copy_path))
-        for leftover in ('-wal', '-shm', '-journal'):
-            if os.path.exists(copy_path + leftover):
-                os.unlink(copy_path + leftover)
+        _remove_sidecars(copy_path)
         return journal_mode
 
     def _leave_out_rows(self, copy_path, tables):
@@ -270,14 +273,14 @@ class SQLiteEngine(Engine):
             for table in tables:
                 con.execute('DELETE FROM %s' % _quote_ident(table))
             con.execute('COMMIT')
+            # A copy in WAL mode has the change in its -wal file: fold it into the copy before that file goes.
+            con.execute('PRAGMA wal_checkpoint(TRUNCATE)')
         except sqlite3.DatabaseError as e:
             raise EngineError('leaving out the rows of %s from the SQLite copy failed: %s' % (', '.join(tables), e))
         finally:
             con.close()
         self.record('DELETE FROM %s in the copy (PRAGMA secure_delete = ON)' % ', '.join(tables))
-        for leftover in ('-wal', '-shm', '-journal'):
-            if os.path.exists(copy_path + leftover):
-                os.unlink(copy_path + leftover)
+        _remove_sidecars(copy_path)
 
     def _check_copy(self, copy_path, opts):
         """The copy must pass the integrity check before it counts; returns its table stats."""
@@ -324,9 +327,7 @@ class SQLiteEngine(Engine):
             os.chmod(tmp, mode)
             self._release_target(target)
             os.rename(tmp, target)
-            for leftover in ('-wal', '-shm', '-journal'):
-                if os.path.exists(target + leftover):
-                    os.unlink(target + leftover)
+            _remove_sidecars(target)
             fd = os.open(target_dir, os.O_RDONLY)
             try:
                 os.fsync(fd)
