@@ -78,6 +78,16 @@ def run_module(name, args, check=False, diff=False, env=None, python=None, wrapp
     return res
 
 
+def assert_exclusions_refused(args, cases):
+    """db_snapshot with ``args`` and each case ``(exclude_table_data, check mode, message)``: refused with a
+    message containing ``message``, and nothing written under ``args['snapshot_root']``."""
+    root = args['snapshot_root']
+    for names, check_mode, message in cases:
+        r = run_module('db_snapshot', dict(args, exclude_table_data=names), check=check_mode)
+        assert r.failed and message in r['msg'], (names, r['msg'])
+        assert not os.path.exists(root) or os.listdir(root) == [], 'nothing written'
+
+
 def run_playbook(playbook, inventory='localhost,', extra_vars=None, env=None, args=(), cwd=None, timeout=1200,
                  bindir=None):
     """ansible-playbook (of ``bindir``, default this venv's) with this collection on the collections path;
