@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 
@@ -366,6 +367,37 @@ def _find_restore_worker(db, deadline):
     return None
 
 
+def _process_state(pid):
+    """The state letter of /proc/<pid>/stat ('T' stopped, 'Z' exited), or None when it is gone."""
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            return f.read().rsplit(b')', 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _stop_a_running_worker(db, deadline):
+    """A parallel client of the restore into ``db``, stopped (SIGSTOP) while it was still running: killed
+    afterwards, it is sure to die of that signal. (Killed as found, a client that had just finished its
+    rows died of nothing and the restore succeeded.) None if none was caught running before ``deadline``."""
+    while time.monotonic() < deadline:
+        pid = _find_restore_worker(db, deadline)
+        if pid is None:
+            return None
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        settle = time.monotonic() + 5
+        state = _process_state(pid)
+        while state not in ('T', 'Z', None) and time.monotonic() < settle:
+            time.sleep(0.001)
+            state = _process_state(pid)
+        if state == 'T':
+            return pid
+    return None
+
+
 def test_a_parallel_client_killed_midway_fails_the_restore_clearly(mariadb_server, mysql_db, snapshot_root):
     server, db = mariadb_server, mysql_db
     fill_blobs(server, db, 48)  # 48 rows of 1 MiB: one INSERT statement each, so loaded in parallel
@@ -373,9 +405,9 @@ def test_a_parallel_client_killed_midway_fails_the_restore_clearly(mariadb_serve
     assert not r.failed, r
     job = InThread(lambda: restore(server, db, snapshot_root))
     job.start()
-    pid = _find_restore_worker(db, time.monotonic() + 60)
-    assert pid, 'no parallel client seen'
-    os.kill(pid, 9)
+    pid = _stop_a_running_worker(db, time.monotonic() + 60)
+    assert pid, 'no parallel client seen running'
+    os.kill(pid, signal.SIGKILL)
     job.wait(120, 'the restore hangs after a client died')
     res = job.result
     assert res.failed and 'PARTLY restored' in res['msg'], res['msg']
