@@ -71,6 +71,13 @@ def free_port():
     return port
 
 
+def _own_dir(path, user):
+    """``path`` exists and belongs to ``user``."""
+    os.makedirs(path, exist_ok=True)
+    pw = pwd.getpwnam(user)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
 def _chown_tree(path, user):
     pw = pwd.getpwnam(user)
     for dirpath, dirs, files in os.walk(path):
@@ -205,6 +212,11 @@ class MariaDBServer(object):
         self.base = base or tempfile.mkdtemp(prefix='djangoops-my-', dir='/tmp')
         os.chmod(self.base, 0o755)
         self.datadir = os.path.join(self.base, 'data')
+        # Its own temporary directory: at start-up a server deletes every #sql* file in its tmpdir, so with
+        # the default /tmp one test's server starting removed the temporary tables another one (or its
+        # mariadb-install-db) was using ("Could not remove temporary table", "Unknown table
+        # 'mysql.tmp_user_sys'").
+        self.tmpdir = os.path.join(self.base, 'tmp')
         self.socket = os.path.join(self.base, 'mysqld.sock')
         self.pidfile = os.path.join(self.base, 'mysqld.pid')
         self.log = os.path.join(self.base, 'server.log')
@@ -214,12 +226,16 @@ class MariaDBServer(object):
 
     def start(self):
         fresh = not os.path.isdir(self.datadir)
+        _own_dir(self.tmpdir, 'mysql')
         if fresh:
             os.makedirs(self.datadir)
             _chown_tree(self.base, 'mysql')
-            subprocess.run([self._program('bin', 'mariadb-install-db'), '--no-defaults'] + self._base_args() + [
+            p = subprocess.run([self._program('bin', 'mariadb-install-db'), '--no-defaults'] + self._base_args() + [
                 '--user=mysql', '--datadir=' + self.datadir, '--auth-root-authentication-method=normal',
-                '--skip-test-db'], check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                '--skip-test-db'], check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if p.returncode:
+                raise RuntimeError('mariadb-install-db failed (exit status %d): %s'
+                                   % (p.returncode, p.stdout.decode('utf-8', 'replace')[-3000:]))
         prefix = ['ip', 'netns', 'exec', self.netns] if self.netns else []
         with open(self.log, 'ab') as log:
             self.proc = subprocess.Popen(
@@ -252,7 +268,7 @@ class MariaDBServer(object):
         return os.path.join(self.basedir, where, name) if self.basedir else name
 
     def _base_args(self):
-        return ['--basedir=' + self.basedir] if self.basedir else []
+        return (['--basedir=' + self.basedir] if self.basedir else []) + ['--tmpdir=' + self.tmpdir]
 
     def root_sql(self, statement, params=None):
         """One statement as root over the Unix socket (``%%`` for a literal percent sign when params are given)."""
@@ -332,14 +348,16 @@ class MySQLServer(MariaDBServer):
     def start(self):
         mysqld = os.path.join(self.where, 'base', 'sbin', 'mysqld')
         fresh = not os.path.isdir(self.datadir)
+        server_args = self.server_args + ['--tmpdir=' + self.tmpdir]
+        _own_dir(self.tmpdir, 'mysql')
         if fresh:
             _chown_tree(self.base, 'mysql')  # the datadir itself is made by --initialize, as the mysql user
             subprocess.run([mysqld, '--no-defaults', '--initialize-insecure', '--user=mysql',
-                            '--datadir=' + self.datadir] + self.server_args,
+                            '--datadir=' + self.datadir] + server_args,
                            check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         with open(self.log, 'ab') as log:  # no --log-error: the server logs to its stderr, this file
             self.proc = subprocess.Popen(
-                [mysqld, '--no-defaults', '--user=mysql', '--datadir=' + self.datadir] + self.server_args + [
+                [mysqld, '--no-defaults', '--user=mysql', '--datadir=' + self.datadir] + server_args + [
                     '--socket=' + self.socket, '--port=%d' % self.port, '--bind-address=' + self.host,
                     '--mysqlx=OFF', '--secure-file-priv=NULL', '--pid-file=' + self.pidfile, '--skip-log-bin',
                     '--skip-name-resolve', '--innodb-flush-log-at-trx-commit=0', '--innodb-doublewrite=OFF',
