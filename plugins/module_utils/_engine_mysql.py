@@ -214,9 +214,7 @@ class MySQLEngine(Engine):
                 cur.execute('SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA '
                             'WHERE SCHEMA_NAME = %s', (name,))
                 schema = cur.fetchone()
-                cur.execute('SELECT COALESCE(SUM(DATA_LENGTH), 0), COALESCE(SUM(INDEX_LENGTH), 0) '
-                            'FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s', (name,))
-                data_bytes, index_bytes = cur.fetchone()
+                data_bytes, index_bytes = stats.database_sizes(cur, name, pymysql.err.MySQLError)
         except pymysql.err.MySQLError as e:
             raise EngineError('%s: %s' % (self._where(), e))
         finally:

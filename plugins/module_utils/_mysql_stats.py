@@ -13,6 +13,8 @@ checksums whatever the row order, and nothing but two integers leaves the server
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import excluded_stats
 
 # Tables with rows to count; MariaDB's SEQUENCE objects are tables too but hold one state row.
@@ -24,6 +26,53 @@ _TEXT_TYPES = frozenset((
     'tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint', 'decimal', 'numeric', 'float', 'double',
     'real', 'date', 'datetime', 'timestamp', 'time', 'year',
 ))
+
+
+# The InnoDB tablespace views: MariaDB's, then MySQL 8's. Reading them needs the PROCESS privilege.
+_TABLESPACE_VIEWS = ('INNODB_SYS_TABLESPACES', 'INNODB_TABLESPACES')
+_PLAIN_NAME = re.compile(r'^[A-Za-z0-9_]+$')  # a database name its directory spells the same way
+
+
+def database_sizes(cur, name, errors):
+    """``(data bytes, index bytes)`` of database ``name``, for the snapshot's size estimate.
+
+    ``information_schema.TABLES`` gives InnoDB's sizes from its statistics, which lag behind a bulk load
+    (measured on MariaDB 10.11: 2.6 MB for a table of 24 MiB right after the load, 25.7 MB ten seconds
+    later). Where the tables' files can be read (the PROCESS privilege, one ``.ibd`` per table), the InnoDB
+    data is the larger of the statistics and the files' size less the indexes and free space they record.
+    ``errors``: the driver's exception class; a view that cannot be read is skipped."""
+    try:
+        cur.execute('SET SESSION information_schema_stats_expiry = 0')  # MySQL 8+ caches the sizes a day
+    except errors:
+        pass  # MariaDB has no such cache (nor the variable)
+    cur.execute('SELECT ENGINE, COALESCE(SUM(DATA_LENGTH), 0), COALESCE(SUM(INDEX_LENGTH), 0), '
+                'COALESCE(SUM(DATA_FREE), 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s '
+                'GROUP BY ENGINE', (name,))
+    data = index = innodb_data = innodb_rest = 0
+    for engine, data_length, index_length, data_free in cur.fetchall():
+        data, index = data + int(data_length), index + int(index_length)
+        if (engine or '').lower() == 'innodb':
+            innodb_data, innodb_rest = int(data_length), int(index_length) + int(data_free)
+    files = innodb_file_bytes(cur, name, errors) if innodb_data or innodb_rest else None
+    if files is not None and files - innodb_rest > innodb_data:
+        data += files - innodb_rest - innodb_data
+    return data, index
+
+
+def innodb_file_bytes(cur, name, errors):
+    """Bytes of the per-table tablespace files of database ``name``, or None where they cannot be read."""
+    if not _PLAIN_NAME.match(name):
+        return None  # other characters are encoded in file names (@002d ...)
+    pattern = name.replace('_', '\\_') + '/%'
+    for view in _TABLESPACE_VIEWS:
+        try:
+            cur.execute('SELECT COALESCE(SUM(FILE_SIZE), 0), COUNT(*) FROM information_schema.%s '
+                        'WHERE NAME LIKE %%s' % view, (pattern,))
+            size, count = cur.fetchone()
+        except errors:
+            continue  # not this server's view, or no PROCESS privilege
+        return int(size) if count else None
+    return None
 
 
 def quote_ident(name):

@@ -208,9 +208,12 @@ class HashingFile(object):
     def write(self, data):
         self._h.update(data)
         view = memoryview(data)
-        while view:
-            n = self._f.write(view)
-            view = view[n:]
+        try:
+            while view:
+                n = self._f.write(view)
+                view = view[n:]
+        except OSError as e:
+            raise self._failed(e, len(data) - len(view))
         self.size += len(data)
 
     def close(self):
@@ -218,10 +221,17 @@ class HashingFile(object):
             return
         try:
             os.fsync(self._f.fileno())
+        except OSError as e:
+            raise self._failed(e, 0)
         finally:
             self._f.close()
             self._f = None
         self.sha256 = self._h.hexdigest()
+
+    def _failed(self, error, more):
+        """A write or fsync error (a full disk, a quota, an I/O error) as a SnapshotError naming the file."""
+        return SnapshotError('writing %s failed after %d bytes: %s' % (self.path, self.size + more,
+                                                                       error.strerror or error))
 
     def discard(self):
         if self._f is not None:

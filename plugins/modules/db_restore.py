@@ -249,7 +249,10 @@ tables_compared:
   returned: success and not check mode
   type: str
 tables_match:
-  description: Whether every table equals what the manifest recorded.
+  description:
+    - Whether every table equals what the manifest recorded.
+    - V(null) when nothing was compared (RV(tables_compared=none) - the snapshot recorded no table statistics, or
+      O(verify_tables=none)), so that no caller reads a match that was never checked.
   returned: success and not check mode
   type: bool
 table_mismatches:
@@ -337,7 +340,7 @@ class DbRestoreManager(Manager):
         result['tables_compared'] = mode
         if mode == 'none':
             result['tables'] = {}
-            result['tables_match'] = True
+            result['tables_match'] = None  # nothing compared: neither a match nor a mismatch
             return
         # Read from the restored rows during the restore (PostgreSQL, alongside ANALYZE), else now.
         actual = engine.restored_stats(mode)

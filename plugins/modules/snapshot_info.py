@@ -115,7 +115,9 @@ incomplete:
   type: list
   elements: dict
 damaged:
-  description: Ids of snapshots that failed verification.
+  description:
+    - Ids of snapshots that failed verification, including those whose C(manifest.json) can no longer be read
+      (they are listed in RV(incomplete) too, with the reason).
   returned: always
   type: list
   elements: str
@@ -163,6 +165,8 @@ class SnapshotInfoManager(object):
                     continue
                 except SnapshotError as e:
                     incomplete.append(dict(name=name, path=full, reason=str(e)))
+                    if self.p['verify']:
+                        damaged.append(name)  # finished once, its manifest is unreadable now: it fails verification
                     continue
             reason = 'still being written, or interrupted' if kind == 'partial' else 'no manifest.json'
             incomplete.append(dict(name=name, path=full, reason=reason, mtime=int(os.stat(full).st_mtime)))

@@ -16,11 +16,13 @@ import pytest
 
 from conftest import unique_name
 from support.background import InThread
+from support.disk import assert_full_disk_fails_cleanly, small_tmpfs
 from support.modules import COLLECTIONS_PATH, assert_exclusions_refused, run_module
-from support.mysql_data import (content_digest, fill_blobs, make_shop, make_wrapper, mutate, next_auto_increment,
+from support.mysql_data import (content_digest, fill_blobs, make_shop, mutate, next_auto_increment,
                                 schema, server_requiring_tls, tls_outcomes)
 from support.servers import MariaDBServer
 from support.watch import assert_secret_absent, process_argvs, run_module_traced
+from support.wrappers import make_wrapper
 
 
 def snap(server, db, root, **kw):
@@ -164,7 +166,7 @@ def test_unix_socket_without_password(mariadb_server, shop, snapshot_root, other
 def test_check_mode_writes_and_changes_nothing(mariadb_server, shop, snapshot_root):
     server = mariadb_server
     r = snap(server, shop, snapshot_root)
-    assert not r.failed, r
+    assert not r.failed, r.get("msg", r)
     mutate(server, shop)
     mutated_schema, mutated_rows = schema(server, shop), content_digest(server, shop)
     args = server.conn_args(shop)
@@ -271,6 +273,28 @@ def test_dump_without_footer_is_an_error(mariadb_server, shop, snapshot_root, tm
     r = snap(mariadb_server, shop, snapshot_root, client_bin_dir=bindir)
     assert r.failed and 'does not end with the "-- Dump completed" footer' in r['msg'], r['msg']
     assert root_entries(snapshot_root) == []
+
+
+def test_a_tool_that_says_error_but_exits_0_fails_the_task(mariadb_server, shop, snapshot_root, tmp_path):
+    # The real tools do all their work and exit 0; only a line on stderr says they failed.
+    server = mariadb_server
+    lying_dump = str(tmp_path / 'dump')
+    make_wrapper(lying_dump, 'mariadb-dump', 'error-exit-0',
+                 says='mariadb-dump: Error 2013: Lost connection to server during query when dumping table '
+                      '`customer` at row: 7')
+    make_wrapper(lying_dump, 'mariadb', 'pass')
+    r = snap(server, shop, snapshot_root, client_bin_dir=lying_dump)
+    assert r.failed and 'Lost connection to server during query' in r['msg'], r['msg']
+    assert root_entries(snapshot_root) == [], 'no manifest, no .partial'
+    good = snap(server, shop, snapshot_root)
+    assert not good.failed, good
+    for jobs in (1, 2):  # one client, or the main one and the parallel loaders
+        lying_client = str(tmp_path / ('client%d' % jobs))
+        make_wrapper(lying_client, 'mariadb-dump', 'pass')
+        make_wrapper(lying_client, 'mariadb', 'error-exit-0',
+                     says="ERROR 1062 (23000) at line 7: Duplicate entry '1' for key 'PRIMARY'")
+        res = restore(server, shop, snapshot_root, client_bin_dir=lying_client, jobs=jobs)
+        assert res.failed and "Duplicate entry '1' for key 'PRIMARY'" in res['msg'], res['msg']
 
 
 def test_altered_or_truncated_dump_is_refused_and_target_untouched(mariadb_server, shop, snapshot_root):
@@ -415,6 +439,21 @@ def test_a_parallel_client_killed_midway_fails_the_restore_clearly(mariadb_serve
     # the snapshot is unchanged and a second restore completes
     again = restore(server, db, snapshot_root)
     assert not again.failed and again['tables_match'] is True, again.get('msg', again)
+
+
+def test_a_disk_too_small_is_refused_first_and_a_full_one_leaves_nothing(mariadb_server, mysql_db, tmp_path):
+    server, db = mariadb_server, mysql_db
+    fill_blobs(server, db, 24)  # about 48 MiB of SQL (hex), into 8 MiB
+    with small_tmpfs(str(tmp_path / 'small'), size='8m') as small:
+        root = os.path.join(small, 'snaps')
+        r = snap(server, db, root, compression='none')
+        assert r.failed and 'not enough free space' in r['msg'], r['msg']
+        assert r['preflight']['free_bytes'] <= 8 * 2 ** 20 < r['preflight']['estimated_bytes'], r['preflight']
+        assert not os.path.exists(root) or os.listdir(root) == []
+        # mariadb-dump | the hashing file, filling the disk part-way
+        assert_full_disk_fails_cleanly(lambda where, **kw: snap(server, db, where, compression='none', **kw), root)
+    r = snap(server, db, str(tmp_path / 'roomy'))
+    assert not r.failed and r['tables']['bulk']['rows'] == 24, r
 
 
 def test_a_dump_waiting_for_a_table_lock_is_stopped_at_the_timeout(mariadb_server, shop, snapshot_root):

@@ -21,9 +21,11 @@ import pytest
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _pg_archive as pg_archive
 from conftest import unique_name
 from support.background import InThread
+from support.disk import assert_full_disk_fails_cleanly, small_tmpfs
 from support.modules import assert_exclusions_refused, run_module
 from support.pg_data import content_digest, databases, make_shop, mutate, schema_dump, sequences
 from support.watch import assert_secret_absent, process_argvs, run_module_traced
+from support.wrappers import bin_dir_with
 
 
 # what db_restore records when it loaded N tables frozen
@@ -385,6 +387,26 @@ def _pids_of(tool, marker):
             and any(marker.encode() == a for a in argv)]
 
 
+def test_a_tool_that_says_error_but_exits_0_fails_the_task(pg_server, shop, snapshot_root, tmp_path):
+    # The real tools do all their work and exit 0; only a line on stderr says they failed.
+    real = pg_server.client_bindir
+    lying = bin_dir_with(str(tmp_path / 'dump'), real, {'pg_dump': (
+        'error-exit-0', 'pg_dump: error: query failed: ERROR:  canceling statement due to conflict with recovery')})
+    for fmt in ('custom', 'directory'):
+        r = snap(pg_server, shop, snapshot_root, client_bin_dir=lying, format=fmt)
+        assert r.failed and 'canceling statement due to conflict with recovery' in r['msg'], (fmt, r['msg'])
+        assert not os.path.exists(snapshot_root) or os.listdir(snapshot_root) == [], fmt
+    good = snap(pg_server, shop, snapshot_root)
+    assert not good.failed, good
+    before = schema_dump(pg_server, shop), content_digest(pg_server, shop)
+    lying = bin_dir_with(str(tmp_path / 'restore'), real, {'pg_restore': (
+        'error-exit-0', 'pg_restore: error: could not execute query: ERROR:  out of shared memory')})
+    res = restore(pg_server, shop, snapshot_root, client_bin_dir=lying)
+    assert res.failed and 'out of shared memory' in res['msg'], res['msg']
+    assert (schema_dump(pg_server, shop), content_digest(pg_server, shop)) == before, 'the target is untouched'
+    assert scratch_databases(pg_server) == []
+
+
 def test_killed_pg_dump_leaves_nothing_and_the_next_snapshot_works(pg_server, pg_db, snapshot_root):
     with pg_server.connect(pg_db) as con:
         con.execute("CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 7) AS pad "
@@ -647,17 +669,26 @@ def test_an_old_copy_that_cannot_be_dropped_is_a_warning_naming_it(pg_server, sh
 
 
 def test_preflight_refuses_a_disk_too_small_before_writing(pg_server, shop, tmp_path):
-    small = tmp_path / 'small'
-    small.mkdir()
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(small)], check=True)
-    try:
-        root = str(small / 'snaps')
+    with small_tmpfs(str(tmp_path / 'small'), size='1m') as small:
+        root = os.path.join(small, 'snaps')
         r = snap(pg_server, shop, root)
         assert r.failed and 'not enough free space' in r['msg']
         assert r['preflight']['free_bytes'] <= 2 ** 20 < r['preflight']['required_bytes']
         assert not os.path.exists(root) or os.listdir(root) == []
-    finally:
-        subprocess.run(['umount', str(small)], check=True)
+
+
+def test_full_disk_midway_leaves_nothing_and_the_next_snapshot_works(pg_server, pg_db, tmp_path):
+    # pg_dump | zstd | the hashing file, on a real file system that fills up part-way (24 MiB of random
+    # bytes, about 24 MiB compressed, into 8 MiB)
+    with pg_server.connect(pg_db) as con:
+        con.execute('CREATE TABLE bulk (id integer PRIMARY KEY, payload bytea)')
+        for i in range(24):
+            con.execute('INSERT INTO bulk VALUES (%s, %s)', (i, os.urandom(1024 * 1024)))
+    with small_tmpfs(str(tmp_path / 'small'), size='8m') as small:
+        assert_full_disk_fails_cleanly(lambda where, **kw: snap(pg_server, pg_db, where, compression='zstd', **kw),
+                                       os.path.join(small, 'snaps'))
+    r = snap(pg_server, pg_db, str(tmp_path / 'roomy'))
+    assert not r.failed and r['tables']['public.bulk']['rows'] == 24, r
 
 
 def test_directory_zstd_needs_a_new_pg_dump(pg_server, shop, snapshot_root):
@@ -678,6 +709,10 @@ def test_client_bin_dir_is_used_or_refused(pg_server, pg_db, snapshot_root, tmp_
     assert not r.failed, r
     assert r['tables'] == {} and not any('--snapshot=' in c for c in r['commands'])
     assert r['commands'][0].startswith(os.path.join(bindir, 'pg_dump') + ' ')
+    # a snapshot without table statistics: the restore compares nothing, and does not claim a match
+    res = restore(pg_server, pg_db, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert not res.failed, res
+    assert res['tables_compared'] == 'none' and res['tables'] == {} and res['tables_match'] is None, res
     empty = str(tmp_path / 'no-tools')
     os.mkdir(empty)
     r = snap(pg_server, pg_db, snapshot_root + '2', client_bin_dir=empty)

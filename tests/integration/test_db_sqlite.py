@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from support.disk import assert_full_disk_fails_cleanly, small_tmpfs
 from support.modules import assert_exclusions_refused, run_module
 from support.sqlite_data import content_digest, make_shop, mutate, schema
 
@@ -102,6 +103,28 @@ def test_restore_latest_into_another_file(shop, snapshot_root, tmp_path):
     assert info['snapshots'][0]['parts']['database']['engine'] == 'sqlite'
 
 
+def test_snapshot_info_reports_an_unreadable_manifest_as_damaged(shop, snapshot_root):
+    good = snap(shop, snapshot_root)
+    bad = snap(shop, snapshot_root)
+    assert not good.failed and not bad.failed
+    manifest = os.path.join(snapshot_root, bad['snapshot_id'], 'manifest.json')
+    with open(manifest, 'r+b') as f:  # bit rot in the manifest itself
+        f.seek(5)
+        f.write(b'\x00\xff')
+    before = sorted(os.listdir(snapshot_root)), open(manifest, 'rb').read()
+    for check in (False, True):  # read-only: check mode runs the same
+        info = run_module('snapshot_info', dict(snapshot_root=snapshot_root, verify=True), check=check)
+        assert not info.failed and info['changed'] is False, info
+        assert [x['id'] for x in info['snapshots']] == [good['snapshot_id']]
+        assert info['snapshots'][0]['status'] == 'verified'
+        assert info['damaged'] == [bad['snapshot_id']], info
+        assert [i['name'] for i in info['incomplete']] == [bad['snapshot_id']]
+    assert (sorted(os.listdir(snapshot_root)), open(manifest, 'rb').read()) == before
+    # without verify nothing is re-read: the entry is listed as incomplete only
+    info = run_module('snapshot_info', dict(snapshot_root=snapshot_root))
+    assert info['damaged'] == [] and [i['name'] for i in info['incomplete']] == [bad['snapshot_id']]
+
+
 def test_altered_snapshot_is_refused_and_target_untouched(shop, snapshot_root):
     r = snap(shop, snapshot_root, compression='none')
     mutate(shop)
@@ -165,14 +188,9 @@ def test_missing_database_and_bad_paths(tmp_path, snapshot_root):
 
 
 def test_unwritable_root_is_refused_before_writing(shop, tmp_path):
-    ro = tmp_path / 'ro'
-    ro.mkdir()
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', str(ro)], check=True)
-    try:
-        r = snap(shop, str(ro))
-        assert r.failed and str(ro) in r['msg'] and 'not writable' in r['msg']
-    finally:
-        subprocess.run(['umount', str(ro)], check=True)
+    with small_tmpfs(str(tmp_path / 'ro'), size='1m', readonly=True) as ro:
+        r = snap(shop, ro)
+        assert r.failed and ro in r['msg'] and 'not writable' in r['msg']
 
 
 def _fill_big(path, mib):
@@ -188,25 +206,17 @@ def _fill_big(path, mib):
 def test_full_disk_leaves_nothing_that_looks_complete(tmp_path):
     db = str(tmp_path / 'big.sqlite3')
     _fill_big(db, 24)
-    small = tmp_path / 'small'
-    small.mkdir()
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', str(small)], check=True)
-    try:
-        root = str(small / 'snaps')
+    with small_tmpfs(str(tmp_path / 'small'), size='8m') as small:
+        root = os.path.join(small, 'snaps')
         r = snap(db, root, compression='none')
         assert r.failed and 'not enough free space' in r['msg'] and r['preflight']['free_bytes'] <= 8 * 2 ** 20
         assert not os.path.exists(root) or os.listdir(root) == []
-        r = snap(db, root, compression='none', space_check=False)
-        assert r.failed
-        assert 'No space left on device' in r['msg'] or 'full' in r['msg'], r['msg']
-        assert os.listdir(root) == [], 'the failed snapshot must be removed'
-        info = run_module('snapshot_info', dict(snapshot_root=root))
-        assert info['snapshots'] == [] and info['incomplete'] == []
-    finally:
-        subprocess.run(['umount', str(small)], check=True)
-    # and the next snapshot, with room, works
-    r = snap(db, str(tmp_path / 'roomy'), compression='zstd')
+        assert_full_disk_fails_cleanly(lambda where, **kw: snap(db, where, compression='none', **kw), root,
+                                       says=('No space left on device', 'full'))
+    # and the next snapshot, with room, works (at the level asked for)
+    r = snap(db, str(tmp_path / 'roomy'), compression='zstd', compression_level=19)
     assert not r.failed, r
+    assert [c for c in r['commands'] if c.split()[0].endswith('zstd')][0].split()[1:4] == ['-q', '-c', '-19'], r
 
 
 WRITER = r'''

@@ -76,7 +76,8 @@ def content_digest(path):
     con = sqlite3.connect(path)
     try:
         tables = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            "SELECT name FROM sqlite_master WHERE type='table' AND (name NOT LIKE 'sqlite_%' OR name = 'sqlite_sequence') "
+            "ORDER BY name")]  # sqlite_sequence: where each AUTOINCREMENT table goes on counting
         out = {}
         for t in tables:
             rows = sorted(repr(r) for r in con.execute('SELECT * FROM "%s"' % t.replace('"', '""')))
@@ -91,6 +92,7 @@ def mutate(path):
     con = sqlite3.connect(path)
     con.execute('PRAGMA foreign_keys=OFF')
     con.execute("UPDATE customer SET name = 'overwritten' WHERE id % 2 = 0")
+    con.execute('UPDATE sqlite_sequence SET seq = seq + 1000')  # ids handed out and deleted since
     con.execute('DELETE FROM order_item WHERE id % 3 = 0')
     con.execute('DROP VIEW order_totals')
     con.execute('DROP TABLE product')
