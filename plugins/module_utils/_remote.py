@@ -23,8 +23,8 @@ import json
 import os
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    ID_RE, MANIFEST, PARTIAL_SUFFIX, Snapshot, SnapshotError, fsync_dir, hash_file, parse_time, read_manifest,
-    validate_id)
+    ID_RE, MANIFEST, PARTIAL_SUFFIX, Snapshot, SnapshotError, check_manifest, fsync_dir, hash_file, parse_time,
+    read_manifest, validate_id)
 
 TYPES = ('ssh', 's3')
 
@@ -119,8 +119,10 @@ def parse_manifest(name, data):
         manifest = json.loads(data.decode('utf-8'))
     except (ValueError, UnicodeDecodeError) as e:
         return None, digest, 'manifest.json is not JSON: %s' % e
-    if not isinstance(manifest, dict) or manifest.get('id') != name:
-        return None, digest, 'manifest.json does not describe snapshot %s' % name
+    try:
+        check_manifest(manifest, 'manifest.json of %s' % name, name, name)  # the same checks as a local one
+    except SnapshotError as e:
+        return None, digest, str(e)
     return manifest, digest, None
 
 

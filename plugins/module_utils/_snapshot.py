@@ -589,13 +589,20 @@ def read_manifest(path):
             manifest = json.load(f)
     except (OSError, ValueError) as e:
         raise SnapshotError('cannot read %s: %s' % (mpath, e))
+    return check_manifest(manifest, mpath, os.path.basename(os.path.normpath(path)), path)
+
+
+def check_manifest(manifest, where, name, lives_in):
+    """``manifest`` (parsed JSON, read from ``where``), if it is a manifest this collection can read and
+    describes snapshot ``name`` (the directory ``lives_in``, local or remote); else SnapshotError. Local and
+    remote snapshots are checked alike."""
     if not isinstance(manifest, dict) or manifest.get('format') != FORMAT:
-        raise SnapshotError('%s is not a djangoops.maintenance snapshot manifest' % mpath)
+        raise SnapshotError('%s is not a djangoops.maintenance snapshot manifest' % where)
     if manifest.get('format_version', 0) > FORMAT_VERSION:
         raise SnapshotError('%s has format version %s; this collection reads up to %s'
-                            % (mpath, manifest.get('format_version'), FORMAT_VERSION))
-    if manifest.get('id') != os.path.basename(os.path.normpath(path)):
-        raise SnapshotError('%s names snapshot %r, but lives in %s' % (mpath, manifest.get('id'), path))
+                            % (where, manifest.get('format_version'), FORMAT_VERSION))
+    if manifest.get('id') != name:
+        raise SnapshotError('%s names snapshot %r, but lives in %s' % (where, manifest.get('id'), lives_in))
     return manifest
 
 

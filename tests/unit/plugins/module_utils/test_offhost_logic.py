@@ -70,8 +70,15 @@ def test_names_and_manifests():
     data = json.dumps(manifest('a1')).encode()
     m, digest, problem = _remote.parse_manifest('a1', data)
     assert problem is None and m['id'] == 'a1' and digest == hashlib.sha256(data).hexdigest()
-    assert 'does not describe snapshot b2' in _remote.parse_manifest('b2', data)[2]
+    assert _remote.parse_manifest('b2', data)[2] == "manifest.json of b2 names snapshot 'a1', but lives in b2"
     assert 'not JSON' in _remote.parse_manifest('a1', b'{oops')[2]
+    # the checks of a local manifest: its format, and a format version this collection reads
+    newer = json.dumps(dict(manifest('a1'), format_version=99)).encode()
+    assert _remote.parse_manifest('a1', newer)[2] == ('manifest.json of a1 has format version 99; this collection '
+                                                      'reads up to 1')
+    other = json.dumps(dict(manifest('a1'), format='something.else')).encode()
+    assert _remote.parse_manifest('a1', other)[2] == ('manifest.json of a1 is not a djangoops.maintenance snapshot '
+                                                      'manifest')
 
 
 def test_resolving_remote_ids():
