@@ -212,8 +212,9 @@ class HashingFile(object):
             while view:
                 n = self._f.write(view)
                 view = view[n:]
-        except OSError as e:
-            raise self._failed(e, len(data) - len(view))
+        except OSError as e:  # a full disk, a quota, an I/O error
+            raise SnapshotError('writing %s failed after %d bytes: %s'
+                                % (self.path, self.size + len(data) - len(view), e.strerror or e))
         self.size += len(data)
 
     def close(self):
@@ -222,16 +223,11 @@ class HashingFile(object):
         try:
             os.fsync(self._f.fileno())
         except OSError as e:
-            raise self._failed(e, 0)
+            raise SnapshotError('writing %s failed after %d bytes: %s' % (self.path, self.size, e.strerror or e))
         finally:
             self._f.close()
             self._f = None
         self.sha256 = self._h.hexdigest()
-
-    def _failed(self, error, more):
-        """A write or fsync error (a full disk, a quota, an I/O error) as a SnapshotError naming the file."""
-        return SnapshotError('writing %s failed after %d bytes: %s' % (self.path, self.size + more,
-                                                                       error.strerror or error))
 
     def discard(self):
         if self._f is not None:
