@@ -365,6 +365,10 @@ class Engine(object):
         """``{table: {'rows': n, 'checksum': hex|None}}`` for ``mode`` in counts | checksums."""
         raise NotImplementedError
 
+    def table_names(self, database=None):
+        """The names of the database's tables, sorted, as ``table_stats`` keys them (db_restore's diff)."""
+        raise NotImplementedError
+
     def restored_stats(self, mode):
         """The table statistics (as ``table_stats``) that ``restore`` read from the restored rows when
         asked to (``verify_tables`` in its options), or None: then the caller reads them itself."""

@@ -267,6 +267,17 @@ class MySQLEngine(Engine):
         finally:
             con.close()
 
+    def table_names(self, database=None):
+        name = self._database(database)
+        con = self.connect()
+        try:
+            with con.cursor() as cur:
+                return sorted(stats.base_tables(cur, name))
+        except pymysql.err.MySQLError as e:
+            raise EngineError('reading the table names of %s on %s failed: %s' % (name, self._where(), e))
+        finally:
+            con.close()
+
     def exclusions(self, names, database=None):
         name = self._database(database)
         info = self.tool('dump')

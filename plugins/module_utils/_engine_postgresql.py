@@ -276,6 +276,14 @@ class PostgreSQLEngine(Engine):
             finally:
                 con.close()
 
+    def table_names(self, database=None):
+        database = self._database(database)
+        try:
+            with self.pg.connect(database) as con:
+                return sorted('%s.%s' % t for t in list_tables(con))
+        except psycopg.Error as e:
+            raise EngineError('%s: reading the table names failed: %s' % (self.pg.where(database), error_text(e)))
+
     def exclusions(self, names, database=None):
         database = self._database(database)
         try:

@@ -142,6 +142,16 @@ class SQLiteEngine(Engine):
     def table_stats(self, mode, database=None):
         return sqlite_table_stats(self._path(database), mode)
 
+    def table_names(self, database=None):
+        path = self._path(database)
+        con = sqlite3.connect(_ro_uri(path), uri=True, timeout=self.conn.get('connect_timeout') or 10)
+        try:
+            return sorted(r[0] for r in con.execute(_TABLES_SQL))
+        except sqlite3.DatabaseError as e:
+            raise EngineError('cannot read the table names of SQLite database %s: %s' % (path, e))
+        finally:
+            con.close()
+
     def exclusions(self, names, database=None):
         path = self._path(database)
         con = sqlite3.connect(_ro_uri(path), uri=True, timeout=self.conn.get('connect_timeout') or 10)

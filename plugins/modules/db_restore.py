@@ -158,7 +158,11 @@ attributes:
     details: Verifies the snapshot's checksums and that the target server answers; restores nothing.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: none
+    support: full
+    details:
+      - The target's tables before and after the restore; in check mode, after is the tables the snapshot recorded
+        (none known when it was taken with O(djangoops.maintenance.db_snapshot#module:table_stats=none)). A table
+        added since the snapshot (by a migration) shows as removed, one dropped since as added back.
 notes:
   - PostgreSQL - what the restore creates belongs to the target database's owner (or, for a new database,
     the recorded owner when the login user may act as that role); when the login user is someone else,
@@ -311,7 +315,13 @@ class DbRestoreManager(Manager):
                                     'create it)' % (target, p['engine']))
             engine.check_client(probe, part_meta)  # can the tools read the snapshot and restore into this server
             mode = self.verify_mode(part_meta, result)  # refused before the target is touched
+            before = None
+            if self.module._diff:
+                before = engine.table_names(target) if probe['database_exists'] else []
             if self.module.check_mode:
+                if before is not None:
+                    recorded = part_meta.get('tables')
+                    result['diff'] = self.diff(target, snap.id, before, sorted(recorded) if recorded else None)
                 return result
             started = time.monotonic()
             details = engine.restore(snap, part_meta, start_clock(dict(
@@ -320,8 +330,21 @@ class DbRestoreManager(Manager):
                 timeout=p['timeout'], identity=identity, verify_tables=mode)))
             result.update(details)
             result['seconds'] = round(time.monotonic() - started, 3)
+            if before is not None:
+                result['diff'] = self.diff(target, snap.id, before, engine.table_names(target))
             self.compare(engine, target, part_meta, result, mode)
         return result
+
+    @staticmethod
+    def diff(target, snapshot_id, before, after):
+        """Ansible's diff of the target's table names; ``after`` None: not known (check mode, no table list)."""
+        if after is None:
+            text = '(snapshot %s recorded no table statistics: its tables are known only after the restore)\n' % (
+                snapshot_id)
+        else:
+            text = ''.join(name + '\n' for name in after)
+        return dict(before_header='%s: tables now' % target, after_header='%s: tables of snapshot %s'
+                    % (target, snapshot_id), before=''.join(name + '\n' for name in before), after=text)
 
     def verify_mode(self, part_meta, result):
         """What verify_tables means for this snapshot: counts, checksums or none."""

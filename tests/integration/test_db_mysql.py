@@ -175,9 +175,13 @@ def test_check_mode_writes_and_changes_nothing(mariadb_server, shop, snapshot_ro
     assert r_check['server_version'] and r_check['preflight']['estimated_bytes'] > 0
     assert not os.path.exists(snapshot_root + '2')
     r_restore = run_module('db_restore', dict(args, snapshot_root=snapshot_root, snapshot_id=r['snapshot_id']),
-                           check=True)
+                           check=True, diff=True)
     assert not r_restore.failed and r_restore['changed'] is True, r_restore
     assert schema(server, shop) == mutated_schema and content_digest(server, shop) == mutated_rows
+    # the diff: the tables now (shipment added, product dropped) against those the snapshot recorded
+    now, then = r_restore['diff']['before'].splitlines(), r_restore['diff']['after'].splitlines()
+    assert then == sorted(r['tables']) and 'product' in then and 'shipment' not in then, r_restore['diff']
+    assert 'shipment' in now and 'product' not in now and set(then) - {'product'} <= set(now), r_restore['diff']
 
 
 def test_secrets_never_leave_the_defaults_file(mariadb_server, shop, snapshot_root, tmp_path):

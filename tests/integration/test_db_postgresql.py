@@ -847,6 +847,21 @@ def test_check_mode_writes_nothing_and_changes_nothing(pg_server, shop, snapshot
     assert (content_digest(pg_server, shop), schema_dump(pg_server, shop)) == mutated
     assert scratch_databases(pg_server) == []
     assert os.listdir(snapshot_root) == [r['snapshot_id']]
+    # with diff: the tables now against the tables the snapshot recorded, then those the restore left
+    args = dict(pg_server.conn_args(shop), snapshot_root=snapshot_root, snapshot_id=r['snapshot_id'])
+    recorded = ''.join(t + '\n' for t in sorted(r['tables']))
+    rr = run_module('db_restore', args, check=True, diff=True)
+    assert not rr.failed, rr
+    now = rr['diff']['before'].splitlines()
+    assert 'public.shipment' in now and 'later.thing' in now and 'public.product' not in now, now
+    assert 'public.product' in recorded and 'public.shipment' not in recorded
+    assert rr['diff']['after'] == recorded and rr['diff']['after_header'] == '%s: tables of snapshot %s' % (
+        shop, r['snapshot_id'])
+    assert (content_digest(pg_server, shop), schema_dump(pg_server, shop)) == mutated
+    done = run_module('db_restore', args, diff=True)
+    assert not done.failed, done
+    assert done['diff']['before'] == rr['diff']['before'] and done['diff']['after'] == recorded, done['diff']
+    assert 'diff' not in run_module('db_restore', args, check=True)
 
 
 # -- ownership and privileges -------------------------------------------------------------------

@@ -82,9 +82,20 @@ def test_check_mode_writes_nothing(shop, snapshot_root):
     assert not r_check.failed and r_check['changed'] is True
     assert not os.path.exists(snapshot_root + '2')
     r_restore = run_module('db_restore', dict(engine='sqlite', database=shop, snapshot_root=snapshot_root,
-                                              snapshot_id=r['snapshot_id']), check=True)
+                                              snapshot_id=r['snapshot_id']), check=True, diff=True)
     assert not r_restore.failed, r_restore
     assert content_digest(shop) == mutated != before
+    # the diff: tables now (shipment added, product dropped by mutate) against those of the snapshot
+    now, then = r_restore['diff']['before'].splitlines(), r_restore['diff']['after'].splitlines()
+    assert now == sorted(t for t in content_digest(shop) if t != 'sqlite_sequence') and then == sorted(r['tables']), r_restore['diff']
+    assert 'shipment' in now and 'shipment' not in then and 'product' in then and 'product' not in now
+    # a target that does not exist yet has no tables; a snapshot without statistics lists none before
+    bare = snap(shop, snapshot_root + '-bare', table_stats='none')
+    other = os.path.join(os.path.dirname(shop), 'new.sqlite3')
+    r_new = run_module('db_restore', dict(engine='sqlite', database=other, snapshot_root=snapshot_root + '-bare',
+                                          create=True), check=True, diff=True)
+    assert r_new['diff']['before'] == '' and 'recorded no table statistics' in r_new['diff']['after'], r_new
+    assert not os.path.exists(other) and bare['tables'] == {}
 
 
 def test_restore_latest_into_another_file(shop, snapshot_root, tmp_path):
