@@ -347,6 +347,10 @@ class Engine(object):
         ``server_version``, ``client_version``, ``database``, ``database_exists``, ``database_bytes``."""
         raise NotImplementedError
 
+    def probe_restore_target(self, database=None):
+        """``probe`` of the database a restore is about to replace."""
+        return self.probe(database)
+
     def check_client(self, probe, part_meta=None):
         """Raise EngineError when the client tools cannot dump this server (too old), or, given the snapshot
         part to restore (``part_meta``), cannot restore it into this server."""

@@ -31,7 +31,10 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import run_pipeline
 
 DUMP_NAME = 'database.sqlite3'
-_TABLES_SQL = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+# Virtual tables are left out: their rows live in shadow tables, which are listed (FTS5's name_data, ...), and a
+# virtual table whose module this Python lacks (SpatiaLite's SpatialIndex) cannot even be counted.
+_TABLES_SQL = ("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+               "AND COALESCE(sql, '') NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name")
 
 
 def _ro_uri(path, immutable=False):
@@ -133,6 +136,19 @@ class SQLiteEngine(Engine):
             raise EngineError('cannot read SQLite database %s: %s' % (path, e))
         facts['database_bytes'] = page_size * page_count
         return facts
+
+    def probe_restore_target(self, database=None):
+        """As probe, but a file that is no readable SQLite database is a target like any other: replacing a
+        damaged database is what a restore is for (``unreadable`` says why it could not be read)."""
+        try:
+            return self.probe(database)
+        except EngineError as e:
+            path = self._path(database)
+            if not os.path.isfile(path):
+                raise
+            version = sqlite3.sqlite_version
+            return {'server_version': version, 'client_version': version, 'database': path, 'database_exists': True,
+                    'database_bytes': os.path.getsize(path), 'unreadable': str(e)}
 
     def estimate_dump_bytes(self, probe, opts):
         size = probe.get('database_bytes') or 0
@@ -299,7 +315,13 @@ class SQLiteEngine(Engine):
         return sqlite_table_stats(copy_path, opts.get('table_stats', 'counts'), immutable=True)
 
     def restore(self, snapshot, part_meta, opts):
-        target = self._path(opts.get('database') or part_meta.get('database'))
+        given = self._path(opts.get('database') or part_meta.get('database'))
+        target = given
+        if os.path.islink(given):
+            # The file the link points to is restored (a deploy's shared/db.sqlite3 linked into each release);
+            # replacing the link by a file would leave the real one as it was, for the next release to link to.
+            target = os.path.realpath(given)
+            self.record('%s is a symbolic link: restoring the file it points to, %s' % (given, target))
         target_dir = os.path.dirname(target)
         if not os.path.isdir(target_dir):
             if not opts.get('create'):
@@ -347,7 +369,7 @@ class SQLiteEngine(Engine):
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        return {'database': target}
+        return {'database': given}
 
     def _release_target(self, target):
         """Fold the target's WAL back and make sure nobody is reading it, so that removing the

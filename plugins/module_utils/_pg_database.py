@@ -88,9 +88,19 @@ def other_sessions(con, name):
 
 
 def terminate_sessions(con, name):
-    rows = con.execute('SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity '
-                       'WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()', (name,)).fetchall()
-    return len(rows)
+    """Terminate the other sessions of database ``name`` (not autovacuum workers: see other_sessions); their
+    number. A session the login user may not terminate (a superuser's, another role's, for a login user
+    that is neither a superuser nor in pg_signal_backend) is a clear EngineError, not a traceback."""
+    query = ('SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity '
+             'WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()')
+    if con.info.server_version >= 100000:
+        query += " AND backend_type IS DISTINCT FROM 'autovacuum worker'"
+    try:
+        return len(con.execute(query, (name,)).fetchall())
+    except psycopg.Error as e:
+        raise EngineError('terminating the other sessions of database %s failed: %s; stop them (the application, '
+                          'other clients) or restore as a user allowed to terminate them (a superuser, or a member '
+                          'of pg_signal_backend)' % (name, error_text(e)))
 
 
 def create_database_statement(name, meta, owner, server_version_num):

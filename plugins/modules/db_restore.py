@@ -309,7 +309,10 @@ class DbRestoreManager(Manager):
             result['encrypted'] = identity is not None
             engine = get_engine(p['engine'], connection_params(p), secrets)
             result['commands'] = engine.commands
-            probe = engine.probe(target)
+            probe = engine.probe_restore_target(target)
+            if probe.get('unreadable'):
+                self.module.warn('target %s could not be read (%s); the restore replaces it'
+                                 % (target, probe['unreadable']))
             if not probe['database_exists'] and not p['create']:
                 raise ModuleFailure('target database %s does not exist on the %s server (set create: true to '
                                     'create it)' % (target, p['engine']))
@@ -317,7 +320,7 @@ class DbRestoreManager(Manager):
             mode = self.verify_mode(part_meta, result)  # refused before the target is touched
             before = None
             if self.module._diff:
-                before = engine.table_names(target) if probe['database_exists'] else []
+                before = engine.table_names(target) if probe['database_exists'] and not probe.get('unreadable') else []
             if self.module.check_mode:
                 if before is not None:
                     recorded = part_meta.get('tables')
@@ -328,6 +331,8 @@ class DbRestoreManager(Manager):
                 database=target, create=p['create'], jobs=p['jobs'], pg_clean=p['pg_clean'],
                 terminate_connections=p['terminate_connections'], mysql_definers=p['mysql_definers'],
                 timeout=p['timeout'], identity=identity, verify_tables=mode)))
+            for warning in details.pop('warnings', []):
+                self.module.warn(warning)  # Ansible shows it, and returns it in the result's warnings
             result.update(details)
             result['seconds'] = round(time.monotonic() - started, 3)
             if before is not None:

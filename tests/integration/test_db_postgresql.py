@@ -894,6 +894,16 @@ def test_owner_and_users_without_createdb(pg_server, snapshot_root, extra_db):
         res = restore(pg_server, extra_db, snapshot_root, **as_app)
         assert res.failed and 'permission denied to create database' in res['msg'], res['msg']
         assert "pg_clean: schemas" in res['msg']
+        # a superuser's session in the database, which the owner may not terminate: a clear refusal
+        other = pg_server.connect(extra_db)
+        try:
+            res = restore(pg_server, extra_db, snapshot_root, pg_clean='schemas', terminate_connections=True, **as_app)
+            assert res.failed and 'terminating the other sessions of database %s failed' % extra_db in res['msg'], res
+            assert 'pg_signal_backend' in res['msg'] and 'Traceback' not in res['msg'], res['msg']
+            assert other.execute('SELECT 1').fetchone() == (1,), 'the session is still there'
+        finally:
+            other.close()
+        assert len(pg_server.sql('SELECT name FROM django_migrations', database=extra_db)) == 2, 'nothing restored'
         res = restore(pg_server, extra_db, snapshot_root, pg_clean='schemas', **as_app)
         assert not res.failed, res
         assert pg_server.sql('SELECT name FROM django_migrations', database=extra_db) == [('0001_initial',)]

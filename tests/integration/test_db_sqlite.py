@@ -136,6 +136,66 @@ def test_snapshot_info_reports_an_unreadable_manifest_as_damaged(shop, snapshot_
     assert info['damaged'] == [] and [i['name'] for i in info['incomplete']] == [bad['snapshot_id']]
 
 
+def test_a_symlinked_target_is_restored_through_its_link(shop, snapshot_root, tmp_path):
+    # A deploy keeps the database in a shared directory and links it into each release.
+    shared = str(tmp_path / 'shared' / 'db.sqlite3')
+    os.makedirs(os.path.dirname(shared))
+    os.rename(shop, shared)
+    os.symlink(shared, shop)
+    r = snap(shop, snapshot_root)
+    assert not r.failed, r
+    original = content_digest(shared)
+    mutate(shop)
+    res = restore(shop, snapshot_root)
+    assert not res.failed and res['tables_match'] is True, res
+    assert os.path.islink(shop) and os.readlink(shop) == shared, 'the link is kept'
+    assert content_digest(shared) == original, 'the file it points to is restored'
+    assert any('is a symbolic link' in c for c in res['commands']), res['commands']
+
+
+def test_a_damaged_target_is_replaced(shop, snapshot_root):
+    r = snap(shop, snapshot_root)
+    assert not r.failed, r
+    original = content_digest(shop)
+    with open(shop, 'wb') as f:  # no longer an SQLite database at all
+        f.write(b'garbage ' * 4096)
+    res = restore(shop, snapshot_root)
+    assert not res.failed and res['tables_match'] is True, res
+    assert content_digest(shop) == original
+    warnings = [w['event']['msg'] if isinstance(w, dict) else w for w in res.get('warnings', [])]  # 2.19: objects
+    assert any('could not be read' in w and 'the restore replaces it' in w for w in warnings), res
+    # what a snapshot of a damaged file says (the restore's tolerance is the restore's alone)
+    with open(shop, 'wb') as f:
+        f.write(b'garbage ' * 4096)
+    bad = snap(shop, snapshot_root + '2')
+    assert bad.failed and 'cannot read SQLite database %s' % shop in bad['msg'], bad
+
+
+def test_virtual_tables_are_left_to_their_shadow_tables(tmp_path, snapshot_root):
+    db = str(tmp_path / 'search.sqlite3')
+    con = sqlite3.connect(db)
+    con.execute('CREATE TABLE page (id INTEGER PRIMARY KEY, body TEXT)')
+    con.executemany('INSERT INTO page(body) VALUES (?)', [('text %d' % i,) for i in range(50)])
+    con.execute('CREATE VIRTUAL TABLE page_fts USING fts5(body)')
+    con.execute('INSERT INTO page_fts(body) SELECT body FROM page')
+    # a virtual table of a module this Python lacks, as SpatiaLite's SpatialIndex is without SpatiaLite
+    con.execute('PRAGMA writable_schema = ON')
+    con.execute("INSERT INTO sqlite_master(type, name, tbl_name, rootpage, sql) VALUES ('table', 'SpatialIndex', "
+                "'SpatialIndex', 0, 'CREATE VIRTUAL TABLE SpatialIndex USING VirtualSpatialIndex()')")
+    con.commit()
+    con.close()
+    r = snap(db, snapshot_root, table_stats='checksums')
+    assert not r.failed, r
+    assert 'page_fts' not in r['tables'] and 'SpatialIndex' not in r['tables'], sorted(r['tables'])
+    assert r['tables']['page']['rows'] == 50 and r['tables']['page_fts_content']['rows'] == 50, r['tables']
+    with sqlite3.connect(db) as con:
+        con.execute('DELETE FROM page_fts')
+    res = restore(db, snapshot_root)
+    assert not res.failed and res['tables_match'] is True, res
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM page_fts WHERE page_fts MATCH 'text'").fetchone()[0] == 50
+
+
 def test_altered_snapshot_is_refused_and_target_untouched(shop, snapshot_root):
     r = snap(shop, snapshot_root, compression='none')
     mutate(shop)
