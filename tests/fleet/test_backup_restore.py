@@ -22,6 +22,20 @@ def releases(tmp_path_factory, django_venvs):  # pylint: disable=redefined-outer
     return build_releases(str(tmp_path_factory.mktemp('releases') / 'releases'))
 
 
+HOLD_LOCK = """---
+- name: Hold or free the app's lock as another owner
+  hosts: h1
+  gather_facts: false
+  tasks:
+    - name: The lock
+      djangoops.maintenance.maintenance_lock:
+        name: "{{ djangoops_lock_name | default('django') }}"
+        owner: "{{ owner }}"
+        lock_dir: "{{ djangoops_lock_dir | default('/var/lib/djangoops/locks') }}"
+        state: "{{ lock_state }}"
+"""
+
+
 def complete_snapshots(host):
     root = os.path.join(host.srv, 'backups')
     return sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, 'manifest.json'))) \
@@ -76,6 +90,21 @@ def test_backup_then_guarded_restore(make_rig, releases, tmp_path):
                            extra_vars={'djangoops_hosts': 'h1', 'djangoops_snapshot_id': wanted})
     assert refused.rc != 0 and 'djangoops_restore_confirm=RESTORE' in refused.output
     assert app.state(h1) != state_at_backup, 'refused: nothing was touched'
+
+    # Another run of the same restore holds the app's lock (the owner name that every run of it had before
+    # each run got its own): this run is refused, not told it already holds the lock.
+    holder = str(tmp_path / 'hold.yml')
+    with open(holder, 'w', encoding='utf-8') as f:
+        f.write(HOLD_LOCK)
+    held = rig.playbook(holder, inventory=inv, extra_vars={'owner': 'restore-%s' % wanted, 'lock_state': 'present'})
+    assert held.rc == 0, held.output[-3000:]
+    r = rig.playbook('djangoops.maintenance.restore', inventory=inv,
+                     extra_vars={'djangoops_hosts': 'h1', 'djangoops_snapshot_id': wanted,
+                                 'djangoops_restore_confirm': 'RESTORE'})
+    assert r.rc != 0 and 'is held by restore-%s' % wanted in r.output, r.output[-5000:]
+    assert app.state(h1) != state_at_backup, 'refused: nothing was touched'
+    freed = rig.playbook(holder, inventory=inv, extra_vars={'owner': 'restore-%s' % wanted, 'lock_state': 'absent'})
+    assert freed.rc == 0, freed.output[-3000:]
 
     r = rig.playbook('djangoops.maintenance.restore', inventory=inv,
                      extra_vars={'djangoops_hosts': 'h1', 'djangoops_snapshot_id': wanted,
