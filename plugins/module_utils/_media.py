@@ -126,6 +126,40 @@ def plan_sources(sources, allow_missing, snapshot_root):
     return plans
 
 
+def last_recorded_files(snapshots, plan):
+    """``(snapshot id, files)`` of the same tree (same source path or resolved directory) in the newest of
+    ``snapshots`` (complete ones, oldest first) that counted its files; None when none did."""
+    for snap in reversed(snapshots):
+        for dummy, part in sorted(snap.parts_of_kind(KIND).items()):
+            for tree in part.get('trees') or []:
+                if tree.get('missing'):
+                    continue
+                if tree.get('source') != plan['source'] and tree.get('resolved') != plan['resolved']:
+                    continue
+                files = (tree.get('census') or {}).get('files')
+                if files is not None:
+                    return snap.id, files
+    return None
+
+
+def refuse_emptied(plans, snapshots):
+    """Refuse a source directory that is empty now but held files in the last snapshot of it: most likely a
+    volume that is not mounted (NFS, EFS), and a snapshot of it would restore as an empty tree, deleting
+    every file of the live one."""
+    for plan in plans:
+        if plan['missing']:
+            continue
+        with os.scandir(plan['resolved']) as entries:
+            if next(entries, None) is not None:
+                continue
+        last = last_recorded_files(snapshots, plan)
+        if last and last[1] > 0:
+            raise SnapshotError('source directory %s is empty, but snapshot %s recorded %d files in it (is a volume '
+                                'not mounted?); restoring an empty tree would delete every file of the live one. '
+                                'Set allow_empty: true if it was emptied on purpose' % (plan['source'], last[0],
+                                                                                         last[1]))
+
+
 def find_previous(snapshots, plan):
     """The same tree in the newest of ``snapshots`` (complete ones, oldest first) that has it (same source
     path, or same resolved directory): the --link-dest candidate. None when there is none."""

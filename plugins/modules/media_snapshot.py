@@ -58,6 +58,13 @@ options:
       - Record a source directory that does not exist as missing instead of failing the task.
     type: bool
     default: false
+  allow_empty:
+    description:
+      - Take a snapshot of a source directory that is empty although the last snapshot of it recorded files.
+      - By default that is refused before anything is written - most likely a network volume that is not mounted,
+        and a restore of such a snapshot would delete every file of the live tree.
+    type: bool
+    default: false
   checksums:
     description:
       - Also write C(<part>/SHA256SUMS), the sha256 of every file in GNU C(sha256sum) format, listed in the
@@ -304,13 +311,17 @@ class MediaSnapshotManager(Manager):
         p = self.p
         store, snapshot_id, part_name, labels = snapshot_target(p)
         plans = _media.plan_sources(p['src'], p['allow_missing'], store.root)
+        complete = None
+        if not p['allow_empty']:
+            complete = store.list()
+            _media.refuse_emptied(plans, complete)
         encryption = encryption_options(p['encrypt_recipients'])
         if encryption:
             return self.archive(store, plans, snapshot_id, part_name, labels, encryption)
         rsync = find_rsync()
         previous = {}
         if p['incremental']:
-            complete = store.list()
+            complete = store.list() if complete is None else complete
             for plan in plans:
                 if not plan['missing']:
                     previous[plan['name']] = _media.find_previous(complete, plan)
@@ -447,6 +458,7 @@ def main():
     argument_spec.update(
         src=dict(type='list', elements='path', required=True, aliases=['media_root']),
         allow_missing=dict(type='bool', default=False),
+        allow_empty=dict(type='bool', default=False),
         checksums=dict(type='bool', default=False),
         incremental=dict(type='bool', default=True),
         space_reserve=dict(type='str', default='5%'),

@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from support.disk import small_tmpfs
 from support.media_tree import NAMES, describe, du_bytes, inode, make_flat_tree, make_rich_tree, write
 from support.modules import run_module
 
@@ -297,3 +298,27 @@ def test_failed_part_of_a_shared_snapshot_removes_only_itself(tmp_path):
         assert not f.failed and f['parts'] == ['database']
     finally:
         subprocess.run(['umount', str(small)], check=True)
+
+
+def test_an_emptied_source_is_refused_unless_allowed(tmp_path, snapshot_root):
+    # The uploads live on their own volume (a tmpfs here, NFS/EFS in production); when it is not mounted, the
+    # mount point is an empty directory, and a snapshot of it would restore as "delete every upload".
+    media = str(tmp_path / 'media')
+    with small_tmpfs(media, size='16m'):
+        make_flat_tree(media, 20, 1000)
+        first = snap(media, snapshot_root)
+        assert not first.failed and first['trees'][0]['census']['files'] == 20, first
+    assert os.listdir(media) == []  # unmounted
+    for check in (True, False):
+        r = snap(media, snapshot_root, _check=check)
+        assert r.failed, r
+        assert ('source directory %s is empty, but snapshot %s recorded 20 files in it'
+                % (media, first['snapshot_id'])) in r['msg'], r['msg']
+        assert 'allow_empty: true' in r['msg']
+    info = run_module('snapshot_info', dict(snapshot_root=snapshot_root))
+    assert [s['id'] for s in info['snapshots']] == [first['snapshot_id']] and info['incomplete'] == []
+    emptied = snap(media, snapshot_root, allow_empty=True)
+    assert not emptied.failed and emptied['trees'][0]['census']['files'] == 0, emptied
+    # after an empty snapshot of it, an empty source is what the last snapshot recorded: no refusal
+    again = snap(media, snapshot_root)
+    assert not again.failed, again
