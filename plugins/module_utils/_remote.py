@@ -133,9 +133,21 @@ def complete(entries):
     return out
 
 
-def resolve_remote_id(entries, snapshot_id):
+def resolve_remote_id(entries, snapshot_id, host=None, one_host=False):
+    """The remote entry ``snapshot_id`` names (``latest``: the newest complete one; of ``host`` when given, as its
+    manifest records it). ``one_host``: refuse ``latest`` without ``host`` on a store that holds several hosts'
+    snapshots - for a pull, whose ``latest`` would otherwise be whichever host backed up last."""
     done = complete(entries)
     if snapshot_id in (None, '', 'latest'):
+        hosts = sorted(set(str(e.manifest.get('host')) for e in done))
+        if host:
+            done = [e for e in done if e.manifest.get('host') == host]
+            if not done:
+                raise RemoteError('the remote store holds no complete snapshot of host %s (it holds snapshots of: %s)'
+                                  % (host, ', '.join(hosts) or 'no host'))
+        elif one_host and len(hosts) > 1:
+            raise RemoteError('the remote store holds snapshots of several hosts (%s), so latest does not say whose; '
+                              'name the host (from_host) or the snapshot id' % ', '.join(hosts))
         if not done:
             raise RemoteError('the remote store holds no complete snapshot')
         return done[-1]

@@ -43,6 +43,12 @@ options:
       - With O(direction=push), V(all) pushes every complete local snapshot that the remote store lacks.
     type: str
     default: latest
+  from_host:
+    description:
+      - With O(direction=pull) and O(snapshot_id=latest), the newest complete snapshot taken on this host (the host
+        its manifest records). On a store that holds several hosts' snapshots, V(latest) without it is refused,
+        because it would be whichever host backed up last.
+    type: str
   verify_source:
     description:
       - Before a push, re-read every local file of the snapshot and compare it with the manifest, so a snapshot
@@ -215,7 +221,7 @@ class SnapshotCopyManager(Manager):
     def pull(self, store, remote, result):
         if self.p['snapshot_id'] == 'all':
             raise RemoteError('snapshot_id all is for direction push; pull one snapshot (an id or latest)')
-        entry = resolve_remote_id(remote.entries(), self.p['snapshot_id'])
+        entry = resolve_remote_id(remote.entries(), self.p['snapshot_id'], host=self.p['from_host'], one_host=True)
         if entry.problem:
             raise RemoteError('snapshot %s on %s is unreadable: %s' % (entry.name, remote.describe(), entry.problem))
         result['snapshot_id'] = entry.name
@@ -242,6 +248,7 @@ def main():
             snapshot_root=dict(type='path', required=True),
             direction=dict(type='str', required=True, choices=['push', 'pull']),
             snapshot_id=dict(type='str', default='latest'),
+            from_host=dict(type='str'),
             verify_source=dict(type='bool', default=True),
             remote=remote_argument_spec(),
         ),

@@ -51,9 +51,9 @@ def take(shop, media, root, **labels):
     return r['snapshot_id']
 
 
-def copy(root, remote, direction='push', snapshot_id='latest', check=False):
+def copy(root, remote, direction='push', snapshot_id='latest', check=False, **kw):
     return run_module('snapshot_copy', dict(snapshot_root=root, direction=direction, snapshot_id=snapshot_id,
-                                            remote=remote), check=check)
+                                            remote=remote, **kw), check=check)
 
 
 @pytest.fixture
@@ -97,6 +97,11 @@ def test_push_list_pull_restore_prune(s3, bucket, shop, media, tmp_path):
     assert not pulled.failed, pulled
     assert pulled['changed'] is True and pulled['snapshot_id'] == ids[-1]
     assert copy(other, remote, direction='pull')['changed'] is False
+    host = run_module('snapshot_info', dict(snapshot_root=other))['snapshots'][-1]['host']  # as the manifest has it
+    assert copy(other, remote, direction='pull', from_host=host)['snapshot_id'] == ids[-1], host
+    wrong = copy(other, remote, direction='pull', from_host='web9')
+    assert wrong.failed and wrong['msg'] == ('the remote store holds no complete snapshot of host web9 (it holds '
+                                             'snapshots of: %s)' % host), wrong['msg']
     target = str(tmp_path / 'restored' / 'db.sqlite3')
     res = run_module('db_restore', dict(engine='sqlite', database=target, create=True, snapshot_root=other))
     assert not res.failed and res['tables_match'] is True, res

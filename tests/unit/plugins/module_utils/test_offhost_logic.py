@@ -94,6 +94,26 @@ def test_resolving_remote_ids():
         _remote.resolve_remote_id([_remote.RemoteEntry('x.partial', 'partial')], 'latest')
 
 
+def test_latest_of_a_store_shared_by_hosts():
+    entries = [entry('a1', host='web1', completed='2026-11-01T00:00:00.000000Z'),
+               entry('a2', host='web1', completed='2026-11-02T00:00:00.000000Z'),
+               entry('b1', host='web2', completed='2026-11-03T00:00:00.000000Z')]
+    # a pull: latest alone would be web2's newest for any host that asks
+    with pytest.raises(_remote.RemoteError) as e:
+        _remote.resolve_remote_id(entries, 'latest', one_host=True)
+    assert str(e.value) == ('the remote store holds snapshots of several hosts (web1, web2), so latest does not say '
+                            'whose; name the host (from_host) or the snapshot id')
+    assert _remote.resolve_remote_id(entries, 'latest', host='web1', one_host=True).name == 'a2'
+    assert _remote.resolve_remote_id(entries, 'latest', host='web2').name == 'b1'
+    with pytest.raises(_remote.RemoteError) as e:
+        _remote.resolve_remote_id(entries, 'latest', host='web9', one_host=True)
+    assert str(e.value) == ('the remote store holds no complete snapshot of host web9 (it holds snapshots of: web1, '
+                            'web2)')
+    assert _remote.resolve_remote_id(entries, 'b1', host='web1', one_host=True).name == 'b1', 'an id is an id'
+    assert _remote.resolve_remote_id(entries, 'latest').name == 'b1', 'listing: the newest of all'
+    assert _remote.resolve_remote_id(entries[:2], 'latest', one_host=True).name == 'a2', 'one host: unambiguous'
+
+
 def test_link_candidates_prefer_the_same_host_and_stop_at_three():
     entries = [entry('a%d' % i, host='h1', completed='2026-11-0%dT00:00:00.000000Z' % i) for i in range(1, 6)]
     entries += [entry('b1', host='h2', completed='2026-11-09T00:00:00.000000Z')]
