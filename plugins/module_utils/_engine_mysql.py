@@ -441,7 +441,10 @@ class MySQLEngine(Engine):
         self._recreate(target, part_meta, opts)
         items = []
         chain = input_chain(part_meta, opts.get('identity'))
-        rewriter = DefinerRewriter() if mode == 'current_user' else None
+        source = part_meta.get('database') or target
+        rewriter = None
+        if mode == 'current_user' or source != target:
+            rewriter = DefinerRewriter(definers=mode == 'current_user', rename=(source, target))
         jobs = max(1, opts.get('jobs') or 1)
         if chain:
             items += chain
@@ -481,8 +484,11 @@ class MySQLEngine(Engine):
             self.record(loader.describe())
         details = {'database': target, 'mysql_definers': mode, 'charset': part_meta.get('charset'),
                    'collation': part_meta.get('collation')}
-        if rewriter is not None:
+        if mode == 'current_user':
             details['definers_rewritten'] = rewriter.rewritten
+        if rewriter is not None and rewriter.renamed:
+            self.record('ALTER DATABASE statements of the dump given the name %s instead of %s: %d'
+                        % (target, source, rewriter.renamed))
         return details
 
     def _recreate(self, target, part_meta, opts):

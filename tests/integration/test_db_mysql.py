@@ -129,6 +129,30 @@ def test_restore_into_another_created_database_keeps_charset(mariadb_server, sho
     assert content_digest(server, other_db) == content_digest(server, shop)
 
 
+def test_restore_into_another_database_leaves_the_dumped_one_alone(mariadb_server, mysql_db, snapshot_root, other_db):
+    # A routine created while the database had another collation: the dump switches the database's collation
+    # around it with ALTER DATABASE `<dumped db>` lines, which must name the target in a restore elsewhere.
+    server, db = mariadb_server, mysql_db
+    server.sql('ALTER DATABASE `%s` CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci' % db)
+    server.sql('CREATE TABLE t (id INT PRIMARY KEY)', database=db)
+    server.sql('CREATE PROCEDURE p() SELECT COUNT(*) FROM t', database=db)
+    server.sql('ALTER DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci' % db)
+    r = snap(server, db, snapshot_root, compression='none')
+    assert not r.failed, r
+    with open(os.path.join(snapshot_root, r['snapshot_id'], r['files'][0]['path']), 'rb') as f:
+        assert ('ALTER DATABASE `%s` CHARACTER SET utf8mb3' % db).encode() in f.read(), 'the case this is about'
+    server.sql('DROP DATABASE `%s`' % db)  # as on another server: the dumped database is not there
+    res = restore(server, other_db, snapshot_root, create=True)
+    assert not res.failed and res['tables_match'] is True, res.get('msg', res)
+    assert any('ALTER DATABASE statements of the dump given the name %s' % other_db in c for c in res['commands'])
+    assert list(server.sql('SELECT DATABASE_COLLATION FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s',
+                           params=(other_db,))) == [('utf8mb3_general_ci',)], 'the routine keeps its collation'
+    assert list(server.sql('SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s',
+                           params=(other_db,))) == [('utf8mb4_unicode_ci',)]
+    assert list(server.sql('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s',
+                           params=(db,))) == [], 'the dumped database was not re-created'
+
+
 def test_definers_missing_on_target_refuse_or_rewrite(mariadb_server, shop, snapshot_root):
     server = mariadb_server
     ghost = unique_name('ghost')

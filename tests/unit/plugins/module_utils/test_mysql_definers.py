@@ -75,3 +75,31 @@ def test_an_overlong_candidate_line_is_released_rewritten():
     line = b'/*!50013 DEFINER=`a`@`b` */ ' + b'x' * (DefinerRewriter.MAX_HELD + 10)
     out = r.pass_on(line[:DefinerRewriter.MAX_HELD + 5]) + r.pass_on(line[DefinerRewriter.MAX_HELD + 5:] + b'\n')
     assert out == line.replace(b'DEFINER=`a`@`b`', b'DEFINER=CURRENT_USER') + b'\n'
+
+
+RENAME_DUMP = (
+    b"INSERT INTO `t` VALUES (1,'ALTER DATABASE `shop` CHARACTER SET latin1 ');\n"
+    b"ALTER DATABASE `shop` CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci ;\n"
+    b"/*!50003 CREATE*/ /*!50017 DEFINER=`app`@`%`*/ /*!50003 TRIGGER `tr` BEFORE INSERT ON `t` */;;\n"
+    b"ALTER DATABASE `shop` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci ;;\n"
+    b"ALTER DATABASE `shop_old` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci ;\n"
+)
+
+
+def renamed(chunks, **kw):
+    r = DefinerRewriter(**kw)
+    return b''.join(r.pass_on(memoryview(c)) for c in chunks) + r.flush(), r.renamed, r.rewritten
+
+
+def test_alter_database_lines_get_the_target_name():
+    expected = RENAME_DUMP.replace(b"ALTER DATABASE `shop` CHARACTER SET utf8mb", b"ALTER DATABASE `new``db` CHARACTER "
+                                   b"SET utf8mb")
+    assert expected.count(b'`new``db`') == 2  # the two statements, not the value in the row nor `shop_old`
+    for i in range(len(RENAME_DUMP) + 1):  # every two-way split
+        assert renamed([RENAME_DUMP[:i], RENAME_DUMP[i:]], definers=False, rename=('shop', 'new`db')) == (
+            expected, 2, 0), i
+    # with the definers rewritten too, and byte by byte
+    both = expected.replace(b'DEFINER=`app`@`%`', b'DEFINER=CURRENT_USER')
+    assert renamed([RENAME_DUMP[i:i + 1] for i in range(len(RENAME_DUMP))], rename=('shop', 'new`db')) == (both, 2, 1)
+    # the same name: nothing to rename
+    assert renamed([RENAME_DUMP], definers=False, rename=('shop', 'shop')) == (RENAME_DUMP, 0, 0)
