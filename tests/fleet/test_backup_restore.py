@@ -76,6 +76,21 @@ def test_backup_then_guarded_restore(make_rig, releases, tmp_path):
     wanted = complete_snapshots(h1)[-1]
     state_at_backup = app.state(h1)
 
+    # A restore holds the app's lock: the retention policy waits for another run rather than delete the
+    # snapshot the restore may be reading.
+    holder = str(tmp_path / 'hold.yml')
+    with open(holder, 'w', encoding='utf-8') as f:
+        f.write(HOLD_LOCK)
+    held = rig.playbook(holder, inventory=inv, extra_vars={'owner': 'restore-elsewhere', 'lock_state': 'present'})
+    assert held.rc == 0, held.output[-3000:]
+    strict = {'djangoops_hosts': 'h1', 'djangoops_retention': {'keep_last': 1, 'keep_daily': 0, 'keep_weekly': 0,
+                                                               'keep_monthly': 0, 'keep_labels': {}}}
+    r = rig.playbook('djangoops.maintenance.backup', inventory=inv, extra_vars=strict, extra_args=['--tags', 'prune'])
+    assert r.rc != 0 and 'is held by restore-elsewhere' in r.output, r.output[-5000:]
+    assert len(complete_snapshots(h1)) == 2, 'nothing pruned under a held lock'
+    freed = rig.playbook(holder, inventory=inv, extra_vars={'owner': 'restore-elsewhere', 'lock_state': 'absent'})
+    assert freed.rc == 0, freed.output[-3000:]
+
     # Damage h1: data, media, and a switched release.
     con = sqlite3.connect(app.local(h1, 'shared', 'db.sqlite3'))
     con.execute('DELETE FROM shop_orderline')
@@ -93,9 +108,6 @@ def test_backup_then_guarded_restore(make_rig, releases, tmp_path):
 
     # Another run of the same restore holds the app's lock (the owner name that every run of it had before
     # each run got its own): this run is refused, not told it already holds the lock.
-    holder = str(tmp_path / 'hold.yml')
-    with open(holder, 'w', encoding='utf-8') as f:
-        f.write(HOLD_LOCK)
     held = rig.playbook(holder, inventory=inv, extra_vars={'owner': 'restore-%s' % wanted, 'lock_state': 'present'})
     assert held.rc == 0, held.output[-3000:]
     r = rig.playbook('djangoops.maintenance.restore', inventory=inv,
