@@ -7,16 +7,27 @@ An Ansible play runs each task in a new process, so a held flock would die with 
 is a file created atomically with its whole content (written to a temp file, then ``link()``ed to
 the lock path, which fails if it exists - atomic on local filesystems and NFS alike). It names its
 owner (a run id), purpose, host and expiry, so a refused caller learns who holds it and until when.
+
+Taking over an expired lock (read it, judge it stale, remove it, link ours) and releasing one (read it,
+remove it) are several steps; each is done holding a flock on the lock directory for its few
+milliseconds, so two callers cannot both judge the same stale lock and both take it (measured before
+this: 3 of 30 rounds of 12 processes taking one expired lock at once had two winners).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import re
 import socket
 import tempfile
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: the link() alone still refuses a second taker of a free lock
+    fcntl = None
 
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
 
@@ -75,9 +86,28 @@ def describe(holder):
         holder.get('owner'), holder.get('purpose'), holder.get('host'), holder.get('acquired_at'), holder.get('expires_at'))
 
 
+@contextlib.contextmanager
+def _one_at_a_time(path):
+    """Hold a flock on the directory of ``path`` (local file systems; a no-op where flock is missing)."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(os.path.dirname(path) or '.', os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 def acquire(path, owner, purpose, ttl):
     """Take the lock. Returns (changed, holder_record, broken_record_or_None).
     Raises LockError when another owner holds an unexpired lock."""
+    with _one_at_a_time(path):
+        return _acquire(path, owner, purpose, ttl)
+
+
+def _acquire(path, owner, purpose, ttl):
     existing = read(path)
     broken = None
     if existing is not None:
@@ -113,6 +143,11 @@ def acquire(path, owner, purpose, ttl):
 
 def release(path, owner, force=False):
     """Drop the lock if ``owner`` holds it. Returns (changed, previous_record)."""
+    with _one_at_a_time(path):
+        return _release(path, owner, force)
+
+
+def _release(path, owner, force):
     existing = read(path)
     if existing is None:
         return False, None

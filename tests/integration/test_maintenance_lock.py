@@ -8,9 +8,11 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import subprocess
+import sys
 import time
 
-from support.modules import run_module
+from support.modules import COLLECTIONS_PATH, ensure_collection_link, run_module
 
 
 def lock(tmp_path, **kw):
@@ -82,3 +84,40 @@ def test_only_one_of_many_concurrent_takers_wins(tmp_path):
         assert json.load(f)['owner'] == winners[0]['holder']['owner']
     refusals = [r['msg'] for r in results if r.failed]
     assert all('held by' in m or 'a moment ago' in m for m in refusals), refusals
+
+
+TAKE_EXPIRED = r'''
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.djangoops.maintenance.plugins.module_utils import _lock
+path, owner, start = sys.argv[2], sys.argv[3], float(sys.argv[4])
+while time.time() < start:
+    pass
+try:
+    _lock.acquire(path, owner, 'takeover', 3600)
+    print('won')
+except _lock.LockError:
+    print('lost')
+'''
+
+
+def test_only_one_of_many_takers_of_an_expired_lock_wins(tmp_path):
+    # Each taker judges the old lock stale, removes it and links its own. Unserialized, a taker could remove
+    # the lock another had just linked and link its own: two holders (3 of 30 rounds of 12 takers here).
+    ensure_collection_link()
+    path = str(tmp_path / 'app.lock')
+    script = str(tmp_path / 'take.py')
+    with open(script, 'w', encoding='utf-8') as f:
+        f.write(TAKE_EXPIRED)
+    for attempt in range(25):
+        with open(path, 'w', encoding='utf-8') as f:
+            json.dump({'owner': 'crashed-run', 'purpose': 'x', 'host': 'h', 'pid': 1,
+                       'acquired_at': '2020-01-01T00:00:00Z', 'expires_at': '2020-01-01T00:00:01Z'}, f)
+        start = time.time() + 0.5
+        procs = [subprocess.Popen([sys.executable, script, COLLECTIONS_PATH, path, 'run-%d' % i, str(start)],
+                                  stdout=subprocess.PIPE) for i in range(12)]
+        outcomes = [p.communicate()[0].decode().strip() for p in procs]
+        assert outcomes.count('won') == 1, (attempt, outcomes)
+        with open(path, encoding='utf-8') as f:
+            holder = json.load(f)['owner']
+        assert outcomes[int(holder.split('-')[1])] == 'won', (attempt, holder, outcomes)
