@@ -450,6 +450,15 @@ def cmd_plan(project, req):
     return out
 
 
+def unrecorded_squashes(executor):
+    """Squashed migrations whose replaced migrations are all applied but which are not recorded themselves.
+    Django's migrate records them (MigrationExecutor.check_replacements) even when it has nothing to run;
+    unrecorded, the squash is applied again (CREATE TABLE of existing tables) once the replaced files go."""
+    applied = executor.recorder.applied_migrations()
+    return sorted('%s.%s' % key for key, migration in executor.loader.replacements.items()
+                  if key not in applied and all(t in applied for t in migration.replaces))
+
+
 def cmd_migrate(project, req):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError
@@ -460,7 +469,7 @@ def cmd_migrate(project, req):
             '%s: %s' % (a, ', '.join(c)) for a, c in sorted(out['model_changes'].items())))
     if problems:
         raise HelperError('refused', 'refusing to migrate, nothing was run: ' + ' | '.join(problems), **out)
-    if not out['plan'] and not req.get('fake_initial'):
+    if not out['plan'] and not req.get('fake_initial') and not unrecorded_squashes(project.executor()):
         out['applied_after'] = out['applied']
         return out
     project.connect(create=True)

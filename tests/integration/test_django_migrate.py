@@ -7,11 +7,13 @@ and MariaDB, and MySQL 9.7. The django_migrations table is read straight from th
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 
 from conftest import unique_name
-from support.django_project import Shop, django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
+from support.django_project import PROJECT, Shop, django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
 from support.modules import run_module
 from support.servers import MYSQL_SERIES, MySQLServer, mysql_series
 
@@ -215,6 +217,25 @@ def test_fake_and_fake_initial(shop_factory):  # noqa: F811
     shop.query("DELETE FROM django_migrations WHERE app = 'shop' RETURNING id")
     r = shop.run('django_migrate', app='shop', target='0001')
     assert r.failed and r['failed_migration'] == 'shop.0001_initial' and 'already exists' in r['django_error']
+
+
+def test_a_squash_whose_migrations_are_applied_gets_recorded(shop_factory, tmp_path):  # noqa: F811
+    # A release ships a squash of migrations every host has applied: nothing to run, but Django's migrate records
+    # the squash, so that deleting the replaced files later does not make it run again (CREATE TABLE ...).
+    shop = shop_factory('5.2', 'sqlite')
+    project = str(tmp_path / 'project')
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns('__pycache__'))
+    r = shop.run('django_migrate', project_path=project)
+    assert not r.failed and r['changed'] is True, r
+    shop.manage('squashmigrations', 'shop', '0002', '--noinput', cwd=project)
+    squash = [f[:-3] for f in os.listdir(os.path.join(project, 'shop', 'migrations')) if '_squashed_' in f]
+    assert len(squash) == 1, squash
+    assert 'shop.' + squash[0] not in shop.recorded_ids()
+    r = shop.run('django_migrate', project_path=project)
+    assert not r.failed and r['changed'] is True and r['plan'] == [], r
+    assert 'shop.' + squash[0] in shop.recorded_ids() and squash[0] in r['applied_after']['shop'], r['applied_after']
+    again = shop.run('django_migrate', project_path=project)
+    assert not again.failed and again['changed'] is False, again
 
 
 HEALTH = r'''

@@ -64,12 +64,12 @@ class Shop(object):
     def run(self, module, check=False, diff=False, **kw):
         return run_module(module, self.args(**kw), check=check, diff=diff)
 
-    def manage(self, *argv, **extra_env):
+    def manage(self, *argv, cwd=PROJECT, **extra_env):
         env = dict(os.environ, **self.env)
         env.update(self.secret_env)
         env.update(extra_env)
         env.pop('PYTHONPATH', None)
-        return subprocess.run([os.path.join(self.venv, 'bin', 'python'), 'manage.py'] + list(argv), cwd=PROJECT,
+        return subprocess.run([os.path.join(self.venv, 'bin', 'python'), 'manage.py'] + list(argv), cwd=cwd,
                               env=env, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               universal_newlines=True).stdout
 
