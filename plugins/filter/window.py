@@ -254,11 +254,44 @@ def migration_targets(before, after):
     return targets
 
 
+def reverse_rollback_problems(back_plans, migrate_result, now):
+    """Why migrating back after a failed window is not safe (an empty list: it is). ``back_plans``: the
+    registered results of ``django_migrate plan_only`` for each ``migration_targets`` entry; ``migrate_result``:
+    the window's forward ``django_migrate`` result (failed or not); ``now``: ``django_info`` after the failure."""
+    if not isinstance(now, dict) or 'applied_migrations' not in now:
+        return ['the new release could not be read (%s)' % (now or {}).get('msg', 'no result')]
+    results = list((back_plans or {}).get('results') or [])
+    migrate_result = migrate_result or {}
+    applied = set(migrate_result.get('migrations_applied') or [])
+    problems = []
+    if not results:
+        problems.append('no app to migrate back')
+    for r in results:
+        app = (r.get('item') or {}).get('app')
+        if r.get('failed') or 'plan' not in r:  # registered with failed_when false: a failure has no plan
+            problems.append('the step back of %s cannot be planned: %s' % (app, r.get('msg', 'no plan')))
+            continue
+        if r.get('plan_irreversible'):
+            problems.append('irreversible step back: %s' % ', '.join(r['plan_irreversible']))
+        older = [s.get('id') for s in r.get('plan') or [] if s.get('id') not in applied]
+        if older:
+            problems.append('the step back of %s would unapply migrations from before the window: %s'
+                            % (app, ', '.join(older)))
+    if migrate_result.get('partial_state'):
+        problems.append('migration %s failed half-applied' % migrate_result.get('failed_migration'))
+    dropped = [s.get('id') for s in migrate_result.get('plan') or []
+               if s.get('id') in applied and s.get('destructive')]
+    if dropped:
+        problems.append('the window applied migrations that drop data: %s' % ', '.join(dropped))
+    return problems
+
+
 class FilterModule(object):
     def filters(self):
         return {
             'row_count_drops': row_count_drops,
             'migration_targets': migration_targets,
+            'reverse_rollback_problems': reverse_rollback_problems,
             'django_connection': django_connection,
             'query_check_failures': query_check_failures,
             'collect_window_report': collect_window_report,

@@ -121,3 +121,44 @@ def test_django_connection_gives_the_plays_own_connection_first_and_adds_client_
     assert django_connection(info, {}, {}, '/usr/lib/postgresql/15/bin') == {
         'engine': 'postgresql', 'database': 'shop', 'client_bin_dir': '/usr/lib/postgresql/15/bin'}
     assert django_connection(info, {}, {}, '') == {'engine': 'postgresql', 'database': 'shop'}
+
+
+def _back(app, target, plan, irreversible=()):
+    return {'item': {'app': app, 'target': target}, 'changed': False, 'failed': False,
+            'plan': [{'id': i, 'backwards': True} for i in plan], 'plan_irreversible': list(irreversible)}
+
+
+FORWARD = {'failed': True, 'migrations_applied': ['shop.0007_order_priority'],
+           'plan': [{'id': 'shop.0007_order_priority', 'destructive': False},
+                    {'id': 'shop.0008_drop_note', 'destructive': True}]}
+NOW = {'applied_migrations': {'shop': ['0001_initial', '0007_order_priority']}}
+
+
+def test_reverse_rollback_problems():
+    from ansible_collections.djangoops.maintenance.plugins.filter.window import reverse_rollback_problems
+    safe = {'results': [_back('shop', '0006_product_slug', ['shop.0007_order_priority'])]}
+    assert reverse_rollback_problems(safe, FORWARD, NOW) == []
+    # a squash recorded after 0006 makes the target look older: the step back would undo 0005 and 0006 too
+    past = {'results': [_back('shop', '0001_squashed_0004', ['shop.0007_order_priority', 'shop.0006_product_slug',
+                                                              'shop.0005_remove_product_legacy_code'])]}
+    assert reverse_rollback_problems(past, FORWARD, NOW) == [
+        'the step back of shop would unapply migrations from before the window: shop.0006_product_slug, '
+        'shop.0005_remove_product_legacy_code']
+    # 0008 failed half-applied on MariaDB (its DROP COLUMN stays): going back over 0007 would not undo it
+    half = dict(FORWARD, partial_state=True, failed_migration='shop.0008_drop_note')
+    assert reverse_rollback_problems(safe, half, NOW) == ['migration shop.0008_drop_note failed half-applied']
+    # the new release cannot be loaded: django_info failed (registered with failed_when false)
+    assert reverse_rollback_problems({'results': []}, FORWARD, {'failed': False, 'msg': 'settings failed to load'}) \
+        == ['the new release could not be read (settings failed to load)']
+    # the old checks: an irreversible step back, a window migration that dropped data, a step back not planned
+    irreversible = {'results': [_back('shop', '0006_product_slug', ['shop.0007_order_priority'],
+                                      irreversible=['shop.0007_order_priority'])]}
+    assert reverse_rollback_problems(irreversible, FORWARD, NOW) == ['irreversible step back: shop.0007_order_priority']
+    dropping = dict(FORWARD, migrations_applied=['shop.0007_order_priority', 'shop.0008_drop_note'])
+    both = {'results': [_back('shop', '0006_product_slug', ['shop.0008_drop_note', 'shop.0007_order_priority'])]}
+    assert reverse_rollback_problems(both, dropping, NOW) == [
+        'the window applied migrations that drop data: shop.0008_drop_note']
+    unplanned = {'results': [{'item': {'app': 'shop', 'target': '0006'}, 'failed': False, 'msg': 'no such target'}]}
+    assert reverse_rollback_problems(unplanned, FORWARD, NOW) == [
+        'the step back of shop cannot be planned: no such target']
+    assert reverse_rollback_problems({'results': []}, FORWARD, NOW) == ['no app to migrate back']
