@@ -154,10 +154,10 @@ def refuse_emptied(plans, snapshots):
                 continue
         last = last_recorded_files(snapshots, plan)
         if last and last[1] > 0:
+            source, snapshot_id, files = plan['source'], last[0], last[1]
             raise SnapshotError('source directory %s is empty, but snapshot %s recorded %d files in it (is a volume '
                                 'not mounted?); restoring an empty tree would delete every file of the live one. '
-                                'Set allow_empty: true if it was emptied on purpose' % (plan['source'], last[0],
-                                                                                         last[1]))
+                                'Set allow_empty: true if it was emptied on purpose' % (source, snapshot_id, files))
 
 
 def find_previous(snapshots, plan):
