@@ -139,8 +139,8 @@ def test_reverse_rollback_problems():
     safe = {'results': [_back('shop', '0006_product_slug', ['shop.0007_order_priority'])]}
     assert reverse_rollback_problems(safe, FORWARD, NOW) == []
     # a squash recorded after 0006 makes the target look older: the step back would undo 0005 and 0006 too
-    past = {'results': [_back('shop', '0001_squashed_0004', ['shop.0007_order_priority', 'shop.0006_product_slug',
-                                                              'shop.0005_remove_product_legacy_code'])]}
+    back_too_far = ['shop.0007_order_priority', 'shop.0006_product_slug', 'shop.0005_remove_product_legacy_code']
+    past = {'results': [_back('shop', '0001_squashed_0004', back_too_far)]}
     assert reverse_rollback_problems(past, FORWARD, NOW) == [
         'the step back of shop would unapply migrations from before the window: shop.0006_product_slug, '
         'shop.0005_remove_product_legacy_code']
