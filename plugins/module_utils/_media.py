@@ -126,19 +126,25 @@ def plan_sources(sources, allow_missing, snapshot_root):
     return plans
 
 
-def last_recorded_files(snapshots, plan):
-    """``(snapshot id, files)`` of the same tree (same source path or resolved directory) in the newest of
-    ``snapshots`` (complete ones, oldest first) that counted its files; None when none did."""
+def _same_trees(snapshots, plan):
+    """``(snapshot, part name, part, tree)`` of every recorded tree of ``plan``'s source (same source path, or same
+    resolved directory) that was not missing, newest snapshot first (``snapshots``: complete ones, oldest first)."""
     for snap in reversed(snapshots):
-        for dummy, part in sorted(snap.parts_of_kind(KIND).items()):
+        for part_name, part in sorted(snap.parts_of_kind(KIND).items()):
             for tree in part.get('trees') or []:
                 if tree.get('missing'):
                     continue
                 if tree.get('source') != plan['source'] and tree.get('resolved') != plan['resolved']:
                     continue
-                files = (tree.get('census') or {}).get('files')
-                if files is not None:
-                    return snap.id, files
+                yield snap, part_name, part, tree
+
+
+def last_recorded_files(snapshots, plan):
+    """``(snapshot id, files)`` of the same tree in the newest snapshot that counted its files; None when none did."""
+    for snap, dummy, dummy, tree in _same_trees(snapshots, plan):
+        files = (tree.get('census') or {}).get('files')
+        if files is not None:
+            return snap.id, files
     return None
 
 
@@ -163,21 +169,15 @@ def refuse_emptied(plans, snapshots):
 def find_previous(snapshots, plan):
     """The same tree in the newest of ``snapshots`` (complete ones, oldest first) that has it (same source
     path, or same resolved directory): the --link-dest candidate. None when there is none."""
-    for snap in reversed(snapshots):
-        for part_name, part in sorted(snap.parts_of_kind(KIND).items()):
-            for tree in part.get('trees') or []:
-                if tree.get('missing'):
-                    continue
-                if tree.get('source') != plan['source'] and tree.get('resolved') != plan['resolved']:
-                    continue
-                try:
-                    tree_dir = snap.file_path({'path': tree['dir']})
-                except (SnapshotError, KeyError):
-                    continue
-                if not os.path.isdir(tree_dir) or os.path.islink(tree_dir):
-                    continue
-                sums = os.path.join(snap.path, part_name, SUMS_NAME) if part.get('checksums') else None
-                return dict(snapshot_id=snap.id, part=part_name, tree=tree['name'], dir=tree_dir, sums=sums)
+    for snap, part_name, part, tree in _same_trees(snapshots, plan):
+        try:
+            tree_dir = snap.file_path({'path': tree['dir']})
+        except (SnapshotError, KeyError):
+            continue
+        if not os.path.isdir(tree_dir) or os.path.islink(tree_dir):
+            continue
+        sums = os.path.join(snap.path, part_name, SUMS_NAME) if part.get('checksums') else None
+        return dict(snapshot_id=snap.id, part=part_name, tree=tree['name'], dir=tree_dir, sums=sums)
     return None
 
 
