@@ -441,8 +441,8 @@ def cmd_info(project, req):
     return out
 
 
-def cmd_plan(project, req):
-    executor = project.executor()
+def cmd_plan(project, req, executor=None):
+    executor = executor or project.executor()
     out = {'applied': project.applied(), 'plan': project.plan(executor, req.get('app'), req.get('target')),
            'transactional_ddl': bool(project.connection.features.can_rollback_ddl)}
     if req.get('model_changes'):
@@ -462,14 +462,15 @@ def unrecorded_squashes(executor):
 def cmd_migrate(project, req):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError
-    out = cmd_plan(project, req)
+    executor = project.executor()
+    out = cmd_plan(project, req, executor)
     problems = plan_problems(out['plan'], req.get('allow_irreversible', True), req.get('allow_destructive', True))
     if req.get('fail_on_model_changes') and out.get('model_changes'):
         problems.append('models have changes without a migration: %s' % '; '.join(
             '%s: %s' % (a, ', '.join(c)) for a, c in sorted(out['model_changes'].items())))
     if problems:
         raise HelperError('refused', 'refusing to migrate, nothing was run: ' + ' | '.join(problems), **out)
-    if not out['plan'] and not req.get('fake_initial') and not unrecorded_squashes(project.executor()):
+    if not out['plan'] and not req.get('fake_initial') and not unrecorded_squashes(executor):
         out['applied_after'] = out['applied']
         return out
     project.connect(create=True)
