@@ -117,11 +117,16 @@ class SQLiteEngine(Engine):
             raise EngineError('SQLite database must be an absolute path, got %r' % path)
         return path
 
-    def probe(self, database=None):
+    def _file_facts(self, database):
+        """What the file alone tells, without opening it as a database."""
         path = self._path(database)
         version = sqlite3.sqlite_version
-        facts = {'server_version': version, 'client_version': version, 'database': path,
-                 'database_exists': os.path.isfile(path), 'database_bytes': 0}
+        return {'server_version': version, 'client_version': version, 'database': path,
+                'database_exists': os.path.isfile(path), 'database_bytes': 0}
+
+    def probe(self, database=None):
+        facts = self._file_facts(database)
+        path = facts['database']
         if not facts['database_exists']:
             return facts
         try:
@@ -143,12 +148,10 @@ class SQLiteEngine(Engine):
         try:
             return self.probe(database)
         except EngineError as e:
-            path = self._path(database)
-            if not os.path.isfile(path):
+            facts = self._file_facts(database)
+            if not facts['database_exists']:
                 raise
-            version = sqlite3.sqlite_version
-            return {'server_version': version, 'client_version': version, 'database': path, 'database_exists': True,
-                    'database_bytes': os.path.getsize(path), 'unreadable': str(e)}
+            return dict(facts, database_bytes=os.path.getsize(facts['database']), unreadable=str(e))
 
     def estimate_dump_bytes(self, probe, opts):
         size = probe.get('database_bytes') or 0

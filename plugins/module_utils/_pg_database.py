@@ -75,15 +75,21 @@ def can_act_as(con, role):
     return bool(row[0])
 
 
-def other_sessions(con, name):
-    """How many other sessions are in database ``name``. Autovacuum workers are not counted: they are no
-    application's, and PostgreSQL stops them itself for a DROP or RENAME DATABASE (and an in-place restore's
-    locks cancel them), while after a bad deploy's writes one is often at work in the target."""
-    query = ('SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s '
-             'AND pid <> pg_catalog.pg_backend_pid()')
+def _other_sessions_query(con, select):
+    """``SELECT <select>`` over the other sessions of a database (its name the one parameter). Autovacuum
+    workers are left out: they are no application's, and PostgreSQL stops them itself for a DROP or RENAME
+    DATABASE (and an in-place restore's locks cancel them), while after a bad deploy's writes one is often at
+    work in the target."""
+    query = ('SELECT %s FROM pg_catalog.pg_stat_activity WHERE datname = %%s '
+             'AND pid <> pg_catalog.pg_backend_pid()' % select)
     if con.info.server_version >= 100000:  # backend_type is new in PostgreSQL 10
         query += " AND backend_type IS DISTINCT FROM 'autovacuum worker'"
-    row = con.execute(query, (name,)).fetchone()
+    return query
+
+
+def other_sessions(con, name):
+    """How many other sessions are in database ``name`` (not autovacuum workers)."""
+    row = con.execute(_other_sessions_query(con, 'count(*)'), (name,)).fetchone()
     return int(row[0])
 
 
@@ -91,12 +97,8 @@ def terminate_sessions(con, name):
     """Terminate the other sessions of database ``name`` (not autovacuum workers: see other_sessions); their
     number. A session the login user may not terminate (a superuser's, another role's, for a login user
     that is neither a superuser nor in pg_signal_backend) is a clear EngineError, not a traceback."""
-    query = ('SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity '
-             'WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()')
-    if con.info.server_version >= 100000:
-        query += " AND backend_type IS DISTINCT FROM 'autovacuum worker'"
     try:
-        return len(con.execute(query, (name,)).fetchall())
+        return len(con.execute(_other_sessions_query(con, 'pg_catalog.pg_terminate_backend(pid)'), (name,)).fetchall())
     except psycopg.Error as e:
         raise EngineError('terminating the other sessions of database %s failed: %s; stop them (the application, '
                           'other clients) or restore as a user allowed to terminate them (a superuser, or a member '
