@@ -18,7 +18,9 @@ onto the restored database.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shutil
 import sqlite3
 import struct
@@ -64,6 +66,34 @@ def _remove_sidecars(path, suffixes=('-wal', '-shm', '-journal')):
     for suffix in suffixes:
         if os.path.exists(path + suffix):
             os.unlink(path + suffix)
+
+
+def _owner_name(uid, gid):
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return '%s:%s (%d:%d)' % (user, group, uid, gid)
+
+
+def _check_ownership_kept(target):
+    """The restore writes a new file and renames it over ``target``; the new file belongs to whoever runs
+    the restore. Root gives it the target's owner and group; anyone else can keep only their own user and
+    a group they belong to. Refuse, naming both, rather than leave the application a database it may no
+    longer be allowed to write."""
+    euid = os.geteuid()
+    if euid == 0:
+        return
+    st = os.stat(target)
+    if st.st_uid == euid and (st.st_gid == os.getegid() or st.st_gid in os.getgroups()):
+        return
+    raise EngineError('restoring %s as %s would change its owner from %s: the restore replaces the file, and only '
+                      'root can give it back to its owner; run it as root (become: true) or as the file\'s owner'
+                      % (target, _owner_name(euid, os.getegid()), _owner_name(st.st_uid, st.st_gid)))
 
 
 def _check_integrity(path):
@@ -144,14 +174,18 @@ class SQLiteEngine(Engine):
 
     def probe_restore_target(self, database=None):
         """As probe, but a file that is no readable SQLite database is a target like any other: replacing a
-        damaged database is what a restore is for (``unreadable`` says why it could not be read)."""
+        damaged database is what a restore is for (``unreadable`` says why it could not be read). Refuses a
+        target whose owner or group the restore could not keep (before anything is touched)."""
         try:
-            return self.probe(database)
+            facts = self.probe(database)
         except EngineError as e:
             facts = self._file_facts(database)
             if not facts['database_exists']:
                 raise
-            return dict(facts, database_bytes=os.path.getsize(facts['database']), unreadable=str(e))
+            facts = dict(facts, database_bytes=os.path.getsize(facts['database']), unreadable=str(e))
+        if facts['database_exists']:
+            _check_ownership_kept(os.path.realpath(facts['database']))
+        return facts
 
     def estimate_dump_bytes(self, probe, opts):
         size = probe.get('database_bytes') or 0
@@ -359,6 +393,9 @@ class SQLiteEngine(Engine):
                 uid, gid = part_meta.get('source_uid', -1), part_meta.get('source_gid', -1)
             if os.geteuid() == 0:
                 os.chown(tmp, uid, gid)
+            elif os.path.exists(target):
+                _check_ownership_kept(target)
+                os.chown(tmp, -1, gid)  # a group the user belongs to (checked)
             os.chmod(tmp, mode)
             self._release_target(target)
             os.rename(tmp, target)

@@ -32,7 +32,9 @@ description:
     set and collation and the dump is streamed into the client, stopping at the first error; MySQL cannot roll back
     DDL, so a failure part-way leaves the target partly restored, and the error says so (run the restore again).
     Definers are handled as O(mysql_definers) says. SQLite - the file is
-    rebuilt beside the target, checked, fsynced and renamed over it.
+    rebuilt beside the target, checked, fsynced and renamed over it, with the target's mode, owner and group.
+    Only root can give the new file another user's ownership, so a restore run as any other user is refused
+    before anything changes unless that user owns the file and belongs to its group.
   - Afterwards, per-table row counts (and content checksums when the snapshot recorded them) are compared with
     the manifest and returned; a difference fails the task unless O(fail_on_mismatch=false).
 extends_documentation_fragment:

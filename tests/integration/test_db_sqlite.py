@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -151,6 +153,49 @@ def test_a_symlinked_target_is_restored_through_its_link(shop, snapshot_root, tm
     assert os.path.islink(shop) and os.readlink(shop) == shared, 'the link is kept'
     assert content_digest(shared) == original, 'the file it points to is restored'
     assert any('is a symbolic link' in c for c in res['commands']), res['commands']
+
+
+@pytest.fixture
+def world_dir():
+    """A directory another user can reach (pytest's tmp_path is root's alone)."""
+    base = tempfile.mkdtemp(prefix='djangoops-users-', dir='/var/tmp')
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base)
+
+
+def test_a_restore_as_another_user_keeps_the_owner_or_refuses(world_dir):
+    app, root = os.path.join(world_dir, 'app'), os.path.join(world_dir, 'snaps')
+    os.mkdir(app)
+    os.mkdir(root)
+    db = os.path.join(app, 'db.sqlite3')
+    make_shop(db)
+    os.chmod(db, 0o640)
+    for path in (app, root, db):
+        shutil.chown(path, 'nobody', 'nogroup')
+    r = run_module('db_snapshot', dict(engine='sqlite', database=db, snapshot_root=root), user='nobody')
+    assert not r.failed, r
+    original = content_digest(db)
+    mutate(db)
+    res = run_module('db_restore', dict(engine='sqlite', database=db, snapshot_root=root), user='nobody')
+    assert not res.failed and res['tables_match'] is True, res
+    st = os.stat(db)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o640)
+    assert content_digest(db) == original
+    # The application's user owns the file; the deploy user may write the directory, not give files away.
+    mutate(db)
+    shutil.chown(db, 'www-data', 'www-data')
+    changed = content_digest(db)
+    for check in (True, False):
+        res = run_module('db_restore', dict(engine='sqlite', database=db, snapshot_root=root), user='nobody',
+                         check=check)
+        assert res.failed, res
+        assert ('restoring %s as nobody:nogroup (65534:65534) would change its owner from www-data:www-data (33:33)'
+                % db) in res['msg'], res['msg']
+        st = os.stat(db)
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (33, 33, 0o640), 'the target is untouched'
+        assert content_digest(db) == changed
+        assert sorted(os.listdir(app)) == ['db.sqlite3'], 'no temporary file is left beside it'
 
 
 def test_a_damaged_target_is_replaced(shop, snapshot_root):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,14 +46,28 @@ def module_env(extra=None):
     return env
 
 
-def run_module(name, args, check=False, diff=False, env=None, python=None, wrapper=None, timeout=600):
-    """Run module ``name`` with ``args``; returns a ModuleResult (the module's JSON result)."""
+def as_user(user):
+    """run_module's ``wrapper``/``python``/``env`` for running a module as ``user`` (not root): the system
+    Python (this venv's interpreter lives under /root) with this venv's packages on its path."""
+    site = sysconfig.get_paths()['purelib']
+    return dict(wrapper=['runuser', '-u', user, '--'], python='/usr/bin/python3',
+                env={'PYTHONPATH': COLLECTIONS_PATH + os.pathsep + site})
+
+
+def run_module(name, args, check=False, diff=False, env=None, python=None, wrapper=None, timeout=600, user=None):
+    """Run module ``name`` with ``args``; returns a ModuleResult (the module's JSON result). ``user``: run it
+    as that user (see as_user)."""
     ensure_collection_link()
+    if user:
+        runas = as_user(user)
+        wrapper, python, env = runas['wrapper'], runas['python'], dict(env or {}, **runas['env'])
     payload = {'ANSIBLE_MODULE_ARGS': dict(args, _ansible_check_mode=check, _ansible_diff=diff)}
     fd, path = tempfile.mkstemp(prefix='djangoops-args-', suffix='.json')
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             json.dump(payload, f)
+        if user:
+            shutil.chown(path, user)
         argv = list(wrapper or []) + [python or sys.executable, '-m', MODULE_PKG + name, path]
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=module_env(env),
                            timeout=timeout, check=False)
