@@ -7,7 +7,9 @@ tests that kill or corrupt a server), uniquely named databases, and snapshot roo
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 
 import pytest
@@ -75,3 +77,12 @@ def mysql_db(mariadb_server):
 @pytest.fixture
 def snapshot_root(tmp_path):
     return str(tmp_path / 'snapshots')
+
+
+@pytest.fixture
+def world_dir():
+    """A directory other users can reach (pytest's tmp_path is root's alone), for modules run as them."""
+    base = tempfile.mkdtemp(prefix='djangoops-users-', dir='/var/tmp')
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base)

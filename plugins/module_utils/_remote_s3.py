@@ -25,12 +25,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, find_tool, run_pipeline
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import (
     RemoteEntry, RemoteError, finish_pull, parse_manifest, require)
-from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import CHUNK, HashingFile, MANIFEST, ID_RE
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
+    CHUNK, HashingFile, MANIFEST, ID_RE, remove_tree)
 
 try:
     import boto3
@@ -265,7 +265,7 @@ class S3Store(object):
         store.ensure()
         partial = store.partial_path(entry.name)
         if os.path.isdir(partial):
-            shutil.rmtree(partial)  # an earlier pull cut short: objects are re-downloaded and re-verified
+            remove_tree(partial)  # an earlier pull cut short: objects are re-downloaded and re-verified
         os.mkdir(partial, 0o700)
         index = self.index(entry)
         for obj in index:

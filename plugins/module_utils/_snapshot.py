@@ -32,6 +32,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import time
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tree import verify_trees
@@ -288,6 +289,47 @@ class PartWriter(object):
         return record
 
 
+def _let_me_in(path):
+    # Media trees keep their modes, so a directory may be read-only (0555) for a non-root user.
+    # Only directories are opened up: files may be hard links shared with a snapshot that is kept.
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode) and (st.st_mode & 0o700) != 0o700:
+        os.chmod(path, stat.S_IMODE(st.st_mode) | 0o700)
+
+
+def remove_tree(path):
+    """Remove a directory tree without following symlinks, opening up read-only directories."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    _let_me_in(path)
+    for dirpath, dirnames, dummy in os.walk(path):
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                _let_me_in(full)
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames + dirnames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) or not os.path.isdir(full):
+                os.unlink(full)
+            else:
+                os.rmdir(full)
+    os.rmdir(path)
+
+
+def discard_tree(path):
+    """remove_tree for the clean-up after a failure: what cannot be removed stays (the snapshot stays
+    ``.partial``, which no reader takes for complete, and a prune removes it later), and the error being
+    handled is the one that is reported."""
+    try:
+        remove_tree(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class SnapshotBuilder(object):
     """A snapshot being written: ``<root>/<id>.partial``. Open an existing one to add parts."""
 
@@ -314,7 +356,7 @@ class SnapshotBuilder(object):
 
     def discard_part(self, name):
         """Remove a part that failed midway so the partial snapshot can still be finished or dropped."""
-        shutil.rmtree(os.path.join(self.path, validate_part(name)), ignore_errors=True)
+        discard_tree(os.path.join(self.path, validate_part(name)))
         if os.path.exists(self.part_meta_path(name)):
             os.unlink(self.part_meta_path(name))
 
@@ -357,7 +399,7 @@ class SnapshotBuilder(object):
         return manifest
 
     def abort(self):
-        shutil.rmtree(self.path, ignore_errors=True)
+        discard_tree(self.path)
 
 
 class Snapshot(object):

@@ -12,39 +12,9 @@ from __future__ import annotations
 
 import datetime
 import os
-import stat
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    BEGUN_FILE, PARTS_DIR, SnapshotError, fsync_dir, parse_time)
-
-
-def _let_me_in(path):
-    # Media trees keep their modes, so a directory may be read-only (0555) for a non-root user.
-    # Only directories are opened up: files may be hard links shared with a snapshot that is kept.
-    st = os.lstat(path)
-    if stat.S_ISDIR(st.st_mode) and (st.st_mode & 0o700) != 0o700:
-        os.chmod(path, stat.S_IMODE(st.st_mode) | 0o700)
-
-
-def remove_tree(path):
-    """Remove a directory tree without following symlinks, opening up read-only directories."""
-    if os.path.islink(path) or not os.path.isdir(path):
-        os.unlink(path)
-        return
-    _let_me_in(path)
-    for dirpath, dirnames, dummy in os.walk(path):
-        for name in dirnames:
-            full = os.path.join(dirpath, name)
-            if not os.path.islink(full):
-                _let_me_in(full)
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for name in filenames + dirnames:
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full) or not os.path.isdir(full):
-                os.unlink(full)
-            else:
-                os.rmdir(full)
-    os.rmdir(path)
+    BEGUN_FILE, PARTS_DIR, SnapshotError, fsync_dir, parse_time, remove_tree)
 
 
 def delete_snapshot(store, snapshot_id):

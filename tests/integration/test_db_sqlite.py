@@ -12,7 +12,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -153,15 +152,6 @@ def test_a_symlinked_target_is_restored_through_its_link(shop, snapshot_root, tm
     assert os.path.islink(shop) and os.readlink(shop) == shared, 'the link is kept'
     assert content_digest(shared) == original, 'the file it points to is restored'
     assert any('is a symbolic link' in c for c in res['commands']), res['commands']
-
-
-@pytest.fixture
-def world_dir():
-    """A directory another user can reach (pytest's tmp_path is root's alone)."""
-    base = tempfile.mkdtemp(prefix='djangoops-users-', dir='/var/tmp')
-    os.chmod(base, 0o755)
-    yield base
-    shutil.rmtree(base)
 
 
 def test_a_restore_as_another_user_keeps_the_owner_or_refuses(world_dir):

@@ -322,3 +322,28 @@ def test_an_emptied_source_is_refused_unless_allowed(tmp_path, snapshot_root):
     # after an empty snapshot of it, an empty source is what the last snapshot recorded: no refusal
     again = snap(media, snapshot_root)
     assert not again.failed, again
+
+
+def test_a_failed_snapshot_run_as_another_user_is_removed_despite_read_only_directories(world_dir):
+    """The copy keeps the source's modes, so a 0555 directory in it cannot be emptied by a user other than
+    root until it is opened up: the clean-up of a failed part, or of a failed snapshot, must do that."""
+    src, root = os.path.join(world_dir, 'media'), os.path.join(world_dir, 'snaps')
+    make_rich_tree(src)
+    os.mkdir(root)
+    subprocess.run(['chown', '-R', 'nobody:nogroup', src, root], check=True)
+    write(os.path.join(src, 'zz-not-yours.bin'), b'x' * 4096, mode=0o600)  # root's: rsync cannot read it
+    r = run_module('media_snapshot', dict(src=[src], snapshot_root=root), user='nobody')
+    assert r.failed, r
+    assert os.listdir(root) == [], 'the failed snapshot is removed'
+    db = os.path.join(world_dir, 'db.sqlite3')
+    subprocess.run(['sqlite3', db, 'CREATE TABLE t(x);'], check=True)
+    os.chmod(db, 0o644)
+    d = run_module('db_snapshot', dict(engine='sqlite', database=db, snapshot_root=root, snapshot_id='w',
+                                       finalize=False), user='nobody')
+    assert not d.failed, d
+    r = run_module('media_snapshot', dict(src=[src], snapshot_root=root, snapshot_id='w'), user='nobody')
+    assert r.failed, r
+    assert sorted(os.listdir(os.path.join(root, 'w.partial'))) == ['.parts', 'database'], 'only the failed part goes'
+    f = run_module('snapshot_finalize', dict(snapshot_root=root, snapshot_id='w', require_parts=['database']),
+                   user='nobody')
+    assert not f.failed and f['parts'] == ['database'], f
