@@ -15,12 +15,16 @@ psql (the pipelines only; which database, and what happens around it, is the eng
 Every read of a snapshot file goes through ``_engine_base.input_chain`` (decrypt, decompress).
 
 With ``--role=<owner>`` (a superuser restoring for the database owner), extensions that only a
-superuser may create would fail, so the archive's EXTENSION entries (and their comments) are
-restored first as the login user, then everything else as the owner.
+superuser may create would fail, so an archive with EXTENSION entries is restored in three passes: its
+SCHEMA entries as the owner (an extension may live in one of them), its EXTENSION entries (and their
+comments) as the login user, then everything else as the owner. A plain dump goes through an
+``ExtensionRoleFilter``, which runs its ``CREATE EXTENSION`` and ``COMMENT ON EXTENSION`` statements as the
+login user.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import secrets
@@ -32,7 +36,9 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_archive import (
     BlockScan, Incomplete, UnknownLayout, add_data_offsets, freeze_copies)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import dbname_option
-from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, Tap, display, run_pipeline
+from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_plain import ExtensionRoleFilter, quote_ident
+from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
+    Step, Tap, display, find_tool, run_pipeline)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import free_bytes
 
 PG_RESTORE_ERRORS = (r'(?m)^pg_restore: (error|fatal):', r'(?m)^pg_restore: .*\b(ERROR|FATAL|PANIC):')
@@ -40,13 +46,15 @@ PSQL_ERRORS = (r'(?m)^psql:.*\b(ERROR|FATAL|PANIC):', r'(?m)^(ERROR|FATAL|PANIC)
 
 # "2; 3079 16385 EXTENSION - dblink" and "3441; 0 0 COMMENT - EXTENSION dblink" in pg_restore --list.
 EXTENSION_ENTRY = re.compile(r'^\d+; \d+ \d+ (EXTENSION - |COMMENT - EXTENSION )')
+# "9; 2615 16386 SCHEMA - ext app" (its COMMENT and ACL entries say "COMMENT - SCHEMA ext", "ACL - SCHEMA ext").
+SCHEMA_ENTRY = re.compile(r'^\d+; \d+ \d+ SCHEMA - ')
+
+# The --use-list files of a restore for the owner role: SCHEMA entries (None: the archive has none), EXTENSION
+# entries, and the rest.
+SplitLists = collections.namedtuple('SplitLists', 'schemas extensions rest')
 
 # Room kept free beyond the decompressed dump itself.
 SPACE_SLACK = 64 * 1024 * 1024
-
-
-def quote_ident(name):
-    return '"%s"' % name.replace('"', '""')
 
 
 def split_toc(listing):
@@ -55,6 +63,16 @@ def split_toc(listing):
     for line in listing.splitlines():
         (ext if EXTENSION_ENTRY.match(line) else rest).append(line)
     return ext, rest
+
+
+def split_schemas(lines):
+    """(SCHEMA entries, all other lines) of ``pg_restore --list`` lines. An extension may be created into a
+    schema of the archive, so the schemas are restored before the extensions; their comments and privileges
+    stay with the rest (they need nothing but the schema, and come after it there too)."""
+    schemas, rest = [], []
+    for line in lines:
+        (schemas if SCHEMA_ENTRY.match(line) else rest).append(line)
+    return schemas, rest
 
 
 class _Collect(object):
@@ -139,11 +157,13 @@ class PgLoader(object):
         self.record = record
 
     # -- argv --------------------------------------------------------------------------------
-    def psql(self, database, files, role=None):
+    def psql(self, database, scripts, role=None):
+        """psql running ``scripts`` (``('-f', path)`` or ``('-c', sql)``, in this order), then stdin (as
+        ``role``), all in one transaction."""
         argv = [self.tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction'] + \
             self.pg.tool_args() + [dbname_option(database)]
-        for path in files:
-            argv += ['-f', path]
+        for option, value in scripts:
+            argv += [option, value]
         if role:
             argv += ['-c', 'SET ROLE %s' % quote_ident(role)]
         return Step(argv + ['-f', '-'], env=self.pg.tool_env(), error_patterns=PSQL_ERRORS, name='psql')
@@ -191,7 +211,7 @@ class PgLoader(object):
         return ['--format=' + fmt], source
 
     def extension_lists(self, meta, source, opts):
-        """(extensions list, rest list) files for ``--use-list``, or None when the archive has no extension."""
+        """``SplitLists`` of files for ``--use-list``, or None when the archive has no extension."""
         fmt = meta['format']
         reader = self.chain(meta, opts, partial=True)
         args, stdin = self._archive(fmt, source, reader)
@@ -200,48 +220,77 @@ class PgLoader(object):
         ext, rest = split_toc(sink.text())
         if not ext:
             return None
+        schemas, rest = split_schemas(rest)
         tag = secrets.token_hex(4)
-        return (self.secrets.write('extensions-%s.list' % tag, '\n'.join(ext) + '\n'),
-                self.secrets.write('objects-%s.list' % tag, '\n'.join(rest) + '\n'))
+        return SplitLists(
+            self.secrets.write('schemas-%s.list' % tag, '\n'.join(schemas) + '\n') if schemas else None,
+            self.secrets.write('extensions-%s.list' % tag, '\n'.join(ext) + '\n'),
+            self.secrets.write('objects-%s.list' % tag, '\n'.join(rest) + '\n'))
 
     # -- the two ways ------------------------------------------------------------------------
     def transaction(self, meta, source, database, role, opts, first_sql=None, as_superuser=False):
         """One psql transaction: ``first_sql`` (a file) first, then the snapshot; all or nothing."""
         fmt = meta['format']
         items = self.chain(meta, opts)
-        files = [first_sql] if first_sql else []
+        scripts = [('-f', first_sql)] if first_sql else []
         if fmt == 'plain':
-            items.append(self.psql(database, files, role=role))
-            self.run(items, source, opts)
+            self._transaction_plain(items, source, database, role, opts, scripts, as_superuser)
             return
         args, stdin = self._archive(fmt, source, items)
         lists = self.extension_lists(meta, source, opts) if role and as_superuser else None
         toc = None
         if lists:
-            extensions_sql = os.path.join(self.secrets.path, 'extensions-%s.sql' % secrets.token_hex(4))
-            reader = self.chain(meta, opts, partial=True)
-            self.run(reader + [self.pg_restore(['--file=' + extensions_sql] + args, toc=lists[0])], stdin, opts)
-            files.append(extensions_sql)
-            toc = lists[1]
+            scripts += self._first_scripts(meta, source, role, opts, lists)
+            toc = lists.rest
         # Every table the archive creates is created in this transaction: loading it frozen is safe.
         freeze = self.freeze_filter(items, fmt)
         items.append(self.pg_restore(['--file=-'] + args, role=role, toc=toc))
-        items.append(self.psql(database, files))
+        items.append(self.psql(database, scripts))
         self.run(items, stdin, opts)
         if freeze:
             self.record(freeze.describe())
 
+    def _transaction_plain(self, items, source, database, role, opts, scripts, as_superuser):
+        """A plain dump into psql as ``role``; a superuser runs its extension statements as itself."""
+        rewriter = None
+        if role and as_superuser:
+            if not items:
+                items.append(Step([find_tool('cat')], name='cat'))  # a pipeline starts with a process
+            rewriter = ExtensionRoleFilter(role)
+            items.append(rewriter)
+        items.append(self.psql(database, scripts, role=role))
+        self.run(items, source, opts)
+        if rewriter:
+            self.record(rewriter.describe())
+
+    def _first_scripts(self, meta, source, role, opts, lists):
+        """psql scripts that restore the archive's schemas as ``role`` and then its extensions as the login
+        user, ahead of the rest (which pg_restore writes for ``role``)."""
+        scripts = []
+        if lists.schemas:
+            scripts.append(('-f', self._sql_file(meta, source, opts, 'schemas', lists.schemas, role=role)))
+            scripts.append(('-c', 'RESET ROLE'))  # that file's SET ROLE holds for the rest of the session
+        scripts.append(('-f', self._sql_file(meta, source, opts, 'extensions', lists.extensions)))
+        return scripts
+
+    def _sql_file(self, meta, source, opts, name, toc, role=None):
+        """The SQL pg_restore writes for the entries of ``toc``, in a private file."""
+        path = os.path.join(self.secrets.path, '%s-%s.sql' % (name, secrets.token_hex(4)))
+        reader = self.chain(meta, opts, partial=True)
+        args, stdin = self._archive(meta['format'], source, reader)
+        self.run(reader + [self.pg_restore(['--file=' + path] + args, role=role, toc=toc)], stdin, opts)
+        return path
+
     def parallel(self, meta, source, database, role, opts, scratch_root, jobs, as_superuser=False):
         """pg_restore with ``jobs`` workers into a database created for this restore: a compressed custom
         dump goes through a FreezeFilter, whose TRUNCATE before each table's COPY is only safe there."""
-        fmt = meta['format']
         streamed = bool(self.chain(meta, opts))
-        lists = None
-        if role and as_superuser:
-            lists = self.extension_lists(meta, source, opts)
-            if lists:
-                self._restore_extensions(meta, source, database, opts, lists[0])
-        toc = lists[1] if lists else None
+        lists = self.extension_lists(meta, source, opts) if role and as_superuser else None
+        if lists:
+            if lists.schemas:
+                self._restore_entries(meta, source, database, opts, lists.schemas, role=role)
+            self._restore_entries(meta, source, database, opts, lists.extensions)
+        toc = lists.rest if lists else None
         if not streamed:
             self._restore(meta, source, database, role, opts, jobs, toc)
             return
@@ -258,10 +307,11 @@ class PgLoader(object):
                         'pipe with one worker' % (scratch_root, need))
         self._restore(meta, source, database, role, opts, 1, toc)
 
-    def _restore_extensions(self, meta, source, database, opts, toc):
+    def _restore_entries(self, meta, source, database, opts, toc, role=None):
+        """The entries of ``toc`` (a few, from the start of the archive), as ``role`` or the login user."""
         reader = self.chain(meta, opts, partial=True)
         args, stdin = self._archive(meta['format'], source, reader)
-        self.run(reader + [self.pg_restore(args, database, toc=toc)], stdin, opts)
+        self.run(reader + [self.pg_restore(args, database, role=role, toc=toc)], stdin, opts)
 
     def _restore(self, meta, source, database, role, opts, jobs, toc, sections=(), plain_file=False):
         """One pg_restore; ``plain_file``: ``source`` is the decompressed archive, read directly. A

@@ -168,10 +168,11 @@ attributes:
 notes:
   - PostgreSQL - what the restore creates belongs to the target database's owner (or, for a new database,
     the recorded owner when the login user may act as that role); when the login user is someone else,
-    C(pg_restore --role=<owner>) creates it as the owner, as a Django application expects. A superuser restores
-    the snapshot's extensions first as itself, so extensions only a superuser may create (PostGIS, dblink)
-    work for custom and directory dumps; for plain dumps, and for a login user who is not a superuser, such
-    an extension makes the restore fail (and leaves the target as it was).
+    C(pg_restore --role=<owner>) (plain dumps C(SET ROLE)) creates it as the owner, as a Django application
+    expects. A superuser restores the snapshot's extensions as itself (the schemas first, as the owner, since an
+    extension may live in one; from a plain dump, its C(CREATE EXTENSION) and C(COMMENT ON EXTENSION)
+    statements), so extensions only a superuser may create (PostGIS, dblink) work in every format; for a login
+    user who is not a superuser such an extension makes the restore fail (and leaves the target as it was).
   - An encrypted PostgreSQL custom dump is restored by one C(pg_restore) worker reading the decrypting stream;
     O(jobs) does not apply, because a parallel restore needs the plaintext dump as a file on disk.
   - PostgreSQL - C(pg_restore) must be at least as new as the C(pg_dump) that wrote the snapshot; this is

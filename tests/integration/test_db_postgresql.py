@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -944,6 +945,152 @@ def test_superuser_restores_a_superuser_only_extension_for_the_owner(
     finally:
         pg_server.drop_database(extra_db)
         pg_server.sql('DROP ROLE %s' % app)
+
+
+def _owned_database_with_extension_schema(server, database, app):
+    """A database of ``app`` whose schema ext (app's, with a comment and a grant) holds dblink, which only a
+    superuser may create, and app's table, view and function there. What pg_dump writes of the function body,
+    the table comment and the rows looks like the statements a plain restore runs as the superuser."""
+    server.sql('CREATE ROLE %s' % app)
+    server.sql('CREATE DATABASE %s OWNER %s' % (database, app))
+    with server.connect(database) as con:
+        con.execute('SET ROLE %s' % app)
+        con.execute("CREATE SCHEMA ext; COMMENT ON SCHEMA ext IS 'extensions and what uses them'")
+        con.execute('GRANT USAGE ON SCHEMA ext TO PUBLIC')
+        con.execute('RESET ROLE')
+        con.execute("CREATE EXTENSION dblink SCHEMA ext; COMMENT ON EXTENSION dblink IS 'links; it''s the "
+                    "superuser''s\nCOMMENT ON EXTENSION dblink IS ''x'';'")
+        con.execute('CREATE EXTENSION pg_trgm')  # trusted, in public
+        con.execute('SET ROLE %s' % app)
+        con.execute('CREATE TABLE ext.link (id int PRIMARY KEY, name text)')
+        con.execute("COMMENT ON TABLE ext.link IS E'links;\\nCREATE EXTENSION dblink WITH SCHEMA ext;\\n'")
+        con.execute("INSERT INTO ext.link SELECT g, 'link ' || g FROM generate_series(1, 50) g")
+        # rows whose COPY lines start like the statements (one with an unbalanced quote)
+        con.execute('CREATE TABLE ext.note (body text)')
+        con.execute("INSERT INTO ext.note VALUES ('CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA ext;'), "
+                    "('COMMENT ON EXTENSION dblink IS ''it''''s'';'), ('it''s'), (E'\\\\.'), ('$$ /* --')")
+        con.execute('CREATE VIEW ext.open_links AS SELECT ext.dblink_get_connections() AS names')
+        con.execute("CREATE FUNCTION ext.ensure_link() RETURNS void LANGUAGE plpgsql AS $body$\nBEGIN\nPERFORM 1;\n"
+                    "CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA ext;\nEND\n$body$")
+
+
+def _extension_schema_facts(server, database):
+    """What the restore must bring back of _owned_database_with_extension_schema."""
+    def rows(statement):
+        return server.sql(statement, database=database)
+    return dict(
+        extensions=rows("SELECT e.extname, e.extnamespace::regnamespace::text, pg_get_userbyid(e.extowner), "
+                        "obj_description(e.oid, 'pg_extension') FROM pg_extension e ORDER BY 1"),
+        schema=rows("SELECT pg_get_userbyid(nspowner), nspacl::text, obj_description(oid, 'pg_namespace') "
+                    "FROM pg_namespace WHERE nspname = 'ext'"),
+        relations=rows("SELECT relname, relkind::text, pg_get_userbyid(relowner), obj_description(oid, 'pg_class') "
+                       "FROM pg_class WHERE relnamespace = 'ext'::regnamespace AND relkind IN ('r', 'v', 'i') "
+                       "ORDER BY 1"),
+        functions=rows("SELECT proname, prosrc FROM pg_proc WHERE pronamespace = 'ext'::regnamespace "
+                       "AND proowner <> 'postgres'::regrole"),
+        rows=content_digest(server, database))
+
+
+@pytest.mark.parametrize('fmt, pg_clean, jobs', [
+    ('custom', 'recreate', 2), ('directory', 'recreate', 2), ('custom', 'schemas', 1)])
+def test_an_extension_in_its_own_schema_restores_for_the_owner(
+        pg_server, snapshot_root, extra_db, fmt, pg_clean, jobs):
+    """dblink lives in schema ext, which belongs to the owner: the schema is created first, as the owner, then
+    the extension into it as the superuser, then everything else as the owner (without the schema again)."""
+    app = unique_name('app')
+    try:
+        _owned_database_with_extension_schema(pg_server, extra_db, app)
+        before = _extension_schema_facts(pg_server, extra_db)
+        assert before['schema'] == [(app, '{%s=UC/%s,=U/%s}' % (app, app, app), 'extensions and what uses them')]
+        assert [r[:3] for r in before['extensions']] == [
+            ('dblink', 'ext', 'postgres'), ('pg_trgm', 'public', 'postgres'), ('plpgsql', 'pg_catalog', 'postgres')]
+        r = snap(pg_server, extra_db, snapshot_root, table_stats='checksums', format=fmt, jobs=jobs,
+                 compression='gzip' if fmt == 'directory' else 'zstd')
+        assert not r.failed, r
+        pg_server.sql('DROP EXTENSION dblink CASCADE', database=extra_db)
+        pg_server.sql('DELETE FROM ext.link WHERE id > 10', database=extra_db)
+        res = restore(pg_server, extra_db, snapshot_root, pg_clean=pg_clean, jobs=jobs)
+        assert not res.failed, res['msg']
+        assert res['tables_match'] is True
+        assert any('--role=' + app in c for c in res['commands'])
+        assert _extension_schema_facts(pg_server, extra_db) == before
+        assert pg_server.sql('SELECT names FROM ext.open_links', database=extra_db) == [(None,)]
+    finally:
+        pg_server.drop_database(extra_db)
+        pg_server.sql('DROP ROLE IF EXISTS %s' % app)
+
+
+@pytest.mark.parametrize('pg_clean', ['recreate', 'schemas'])
+def test_a_plain_dump_restores_superuser_only_extensions_for_the_owner(pg_server, snapshot_root, extra_db, pg_clean):
+    """psql runs the plain dump as the owner; its CREATE EXTENSION and COMMENT ON EXTENSION statements run as
+    the login superuser (and only those: not the look-alike lines in a function body, a comment, the rows)."""
+    app = unique_name('app')
+    try:
+        _owned_database_with_extension_schema(pg_server, extra_db, app)
+        before = _extension_schema_facts(pg_server, extra_db)
+        r = snap(pg_server, extra_db, snapshot_root, table_stats='checksums', format='plain')
+        assert not r.failed, r
+        pg_server.sql('DROP EXTENSION dblink CASCADE', database=extra_db)
+        pg_server.sql('DELETE FROM ext.link WHERE id > 10', database=extra_db)
+        res = restore(pg_server, extra_db, snapshot_root, pg_clean=pg_clean)
+        assert not res.failed, res['msg']
+        assert res['tables_match'] is True
+        assert 'extension statements run as the login user: 4' in res['commands'], res['commands']
+        assert _extension_schema_facts(pg_server, extra_db) == before
+        assert pg_server.sql('SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s',
+                             params=(extra_db,)) == [(app,)]
+    finally:
+        pg_server.drop_database(extra_db)
+        pg_server.sql('DROP ROLE IF EXISTS %s' % app)
+
+
+def _filtered(dump, role, size):
+    """What ExtensionRoleFilter hands on for ``dump`` fed in chunks of ``size`` bytes (as memoryviews, the way
+    the pipeline's pump hands them)."""
+    from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_plain import ExtensionRoleFilter
+    rewriter = ExtensionRoleFilter(role)
+    view = memoryview(dump)
+    out = [rewriter.pass_on(view[n:n + size]) for n in range(0, len(dump), size)]
+    return b''.join(out) + rewriter.flush(), rewriter.wrapped
+
+
+@pytest.mark.parametrize('strings', ['on', 'off'])
+def test_the_plain_dump_filter_wraps_exactly_the_extension_statements(pg_server, extra_db, tmp_path, strings):
+    """ExtensionRoleFilter on what pg_dump writes (with standard_conforming_strings off too: every backslash in
+    a string doubled), cut into chunks of many sizes: exactly the four extension statements are wrapped, however
+    much their look-alikes in names, strings, function bodies and rows resemble them."""
+    app = unique_name('app')
+    try:
+        _owned_database_with_extension_schema(pg_server, extra_db, app)
+        with pg_server.connect(extra_db) as con:
+            con.execute('SET ROLE %s' % app)
+            con.execute('CREATE TABLE ext."odd;\nCREATE EXTENSION dblink;" ("COMMENT ON EXTENSION x IS \'y\';" text)')
+            con.execute("CREATE VIEW ext.tricky AS SELECT 'a\\''b /* $$ --'::text AS t, E'c\\\\d'::text AS u, "
+                        "$q$\nCOMMENT ON EXTENSION dblink IS 'z';$q$::text AS v")
+            con.execute('CREATE FUNCTION ext.atomic(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT a + 1; '
+                        'SELECT a; END')
+            trgm = con.execute("SELECT obj_description(oid, 'pg_extension') FROM pg_extension "
+                               "WHERE extname = 'pg_trgm'").fetchone()[0]
+        env = dict(os.environ, PGPASSFILE=_passfile(pg_server, str(tmp_path)),
+                   PGOPTIONS='-c standard_conforming_strings=' + strings)
+        dump = subprocess.run([os.path.join(pg_server.client_bindir, 'pg_dump'), '--format=plain', '--no-owner',
+                               '-h', pg_server.host, '-p', str(pg_server.port), '-U', pg_server.superuser, extra_db],
+                              env=env, stdout=subprocess.PIPE, check=True).stdout
+        assert (b"'c\\\\d'" in dump) is (strings == 'off'), 'backslashes doubled in the view text'
+        whole, wrapped = _filtered(dump, app, len(dump))
+        assert wrapped == 4
+        set_role = b'\nSET ROLE "%s";' % app.encode()
+        assert whole.replace(b'RESET ROLE;\n', b'').replace(set_role, b'') == dump
+        assert re.findall(rb'RESET ROLE;\n(.*?)' + re.escape(set_role), whole, re.S) == [
+            b'CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA ext;',
+            b"COMMENT ON EXTENSION dblink IS 'links; it''s the superuser''s\nCOMMENT ON EXTENSION dblink IS ''x'';';",
+            b'CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;',
+            ("COMMENT ON EXTENSION pg_trgm IS '%s';" % trgm).encode()]
+        for size in (1, 2, 3, 5, 7, 13, 64, 4096):
+            assert _filtered(dump, app, size) == (whole, 4), size
+    finally:
+        pg_server.drop_database(extra_db)
+        pg_server.sql('DROP ROLE IF EXISTS %s' % app)
 
 
 def test_exclude_table_data_keeps_the_table_and_leaves_out_its_rows(pg_server, shop, snapshot_root):
