@@ -13,7 +13,7 @@ import html
 
 from ansible.errors import AnsibleFilterError
 
-STATUS_ORDER = ('migrated', 'unchanged', 'restored', 'reversed', 'failed', 'restore_failed', 'lost',
+STATUS_ORDER = ('migrated', 'unchanged', 'finish_failed', 'restored', 'reversed', 'failed', 'restore_failed', 'lost',
                 'in_progress', 'not_started')
 
 
@@ -107,7 +107,9 @@ def collect_window_report(hostvars, hosts_all, active_hosts, key='window__report
     """Assemble the fleet report from each host's ``key`` fact.
 
     A host with no record never started (a later serial batch, or the play stopped first). A host whose
-    record is still ``in_progress`` but that is no longer active was lost (unreachable) mid-window."""
+    record is still ``in_progress`` but that is no longer active was lost (unreachable) mid-window. ``ok`` is
+    true only when every host is ``migrated`` or ``unchanged``; ``warnings`` (present only when there are any)
+    names the hosts whose record carries warnings (old releases not dropped) - a success all the same."""
     active = set(active_hosts or [])
     hosts = {}
     for name in hosts_all:
@@ -130,6 +132,9 @@ def collect_window_report(hostvars, hosts_all, active_hosts, key='window__report
     report['hosts'] = hosts
     report['summary'] = summary
     report['ok'] = all(r['status'] in ('migrated', 'unchanged') for r in hosts.values())
+    warned = sorted(n for n, r in hosts.items() if r.get('warnings'))
+    if warned:
+        report['warnings'] = warned
     return report
 
 
@@ -150,11 +155,15 @@ def window_report_markdown(report):
     lines.append('')
     for status, names in report.get('summary', {}).items():
         lines.append('- %s: %s' % (status, ', '.join(names)))
+    if report.get('warnings'):
+        lines.append('- with warnings: %s' % ', '.join(report['warnings']))
     for name in sorted(report.get('hosts', {})):
         rec = report['hosts'][name]
         lines += ['', '## %s: %s' % (name, rec.get('status'))]
         if rec.get('error'):
             lines += ['', '> %s' % str(rec['error']).replace('\n', ' ')]
+        for warning in rec.get('warnings') or []:
+            lines += ['', '> warning: %s' % str(warning).replace('\n', ' ')]
         snap = rec.get('snapshot') or {}
         facts = [
             ('snapshot', '%s (%s bytes)' % (snap.get('id'), snap.get('bytes')) if snap.get('id') else None),
@@ -162,6 +171,7 @@ def window_report_markdown(report):
             ('migrations applied', ', '.join(rec.get('migrations_applied') or []) or None),
             ('verification', _verification_text(rec.get('verification'))),
             ('restored', ', '.join(k for k, v in sorted((rec.get('restored') or {}).items()) if v) or None),
+            ('maintenance flag still up', rec.get('maintenance_flag_left')),
             ('downtime', '%s s' % rec['downtime_seconds'] if rec.get('downtime_seconds') is not None else None),
         ]
         lines.append('')
@@ -199,12 +209,18 @@ def window_report_html(report):
                esc(str(report.get('topology', '?')))), '<ul>']
     for status, names in report.get('summary', {}).items():
         out.append('<li>%s: %s</li>' % (esc(status), esc(', '.join(names))))
+    if report.get('warnings'):
+        out.append('<li>with warnings: %s</li>' % esc(', '.join(report['warnings'])))
     out.append('</ul>')
     for name in sorted(report.get('hosts', {})):
         rec = report['hosts'][name]
         out.append('<h2>%s: %s</h2>' % (esc(name), esc(str(rec.get('status')))))
         if rec.get('error'):
             out.append('<p class="bad">%s</p>' % esc(str(rec['error'])))
+        for warning in rec.get('warnings') or []:
+            out.append('<p class="bad">warning: %s</p>' % esc(str(warning)))
+        if rec.get('maintenance_flag_left'):
+            out.append('<p class="bad">maintenance flag still up: %s</p>' % esc(str(rec['maintenance_flag_left'])))
         snap = rec.get('snapshot') or {}
         if snap.get('id'):
             out.append('<p>snapshot %s (%s bytes)</p>' % (esc(str(snap['id'])), esc(str(snap.get('bytes')))))

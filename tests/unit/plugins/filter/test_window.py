@@ -78,6 +78,29 @@ def test_report_marks_lost_and_not_started_hosts():
     assert ok['ok'] is True and '**SUCCEEDED**' in window_report_markdown(ok)
 
 
+def test_report_of_a_window_that_could_not_finish_and_of_a_warning():
+    """finish_failed (the new release stays, maintenance mode may be on) is a failure with its own status; a
+    warning (old releases not dropped) leaves the run a success, and both reports say it."""
+    hv = FakeHostvars({
+        'h1': {'window__report': {'status': 'finish_failed', 'phases': [], 'maintenance_flag_left': '/srv/m.on',
+                                  'error': 'maintenance_off: the load balancer said no'}},
+        'h2': {'window__report': {'status': 'migrated', 'phases': [],
+                                  'warnings': ['old releases were not dropped: rmtree failed']}},
+    })
+    report = collect_window_report(hv, ['h1', 'h2'], ['h2'])
+    assert report['summary'] == {'migrated': ['h2'], 'finish_failed': ['h1']} and report['ok'] is False
+    assert list(report['summary']) == ['migrated', 'finish_failed'] and report['warnings'] == ['h2']
+    md = window_report_markdown(report)
+    assert '## h1: finish_failed' in md and 'maintenance flag still up: /srv/m.on' in md
+    assert '> warning: old releases were not dropped: rmtree failed' in md and 'with warnings: h2' in md
+    page = window_report_html(report)
+    assert 'maintenance flag still up: /srv/m.on' in page and 'warning: old releases were not dropped' in page
+    warned = collect_window_report(FakeHostvars({'h2': hv['h2']}), ['h2'], ['h2'])
+    assert warned['ok'] is True and warned['warnings'] == ['h2']
+    assert 'warnings' not in collect_window_report(FakeHostvars({'h1': {'window__report': {'status': 'migrated'}}}),
+                                                   ['h1'], ['h1'])
+
+
 def test_html_escapes_everything():
     report = collect_window_report(FakeHostvars({'<b>': {'window__report': {
         'status': 'failed', 'error': '<script>x</script>', 'phases': [{'name': '<i>'}]}}}), ['<b>'], [])
