@@ -23,7 +23,11 @@ description:
   - Never follows a path out of the target - a symlink found in the target where the snapshot has a directory or a
     file is replaced, not followed, and files are written to a temporary name and renamed into place.
     O(dest) itself may be a symlink to the real media directory; it is resolved once and reported.
-  - In check mode, a C(rsync --dry-run) reports what would change; with C(--diff) the paths are listed.
+  - In check mode, a C(rsync --dry-run) reports what would change; with C(--diff) the paths are listed. An
+    encrypted tree is not unpacked in check mode (no plaintext on disk, no room needed); its decrypted stream is
+    read as a tar archive and compared with O(dest) as the restore's rsync would (type, size and mtime, or the
+    content with O(compare=checksum); mode; owner and group when run as root; link targets; hard links; what
+    O(dest) holds that the snapshot does not).
 extends_documentation_fragment:
   - djangoops.maintenance.snapshot
   - djangoops.maintenance.snapshot.read
@@ -184,7 +188,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.djangoops.maintenance.plugins.module_utils import _media, _media_archive
+from ansible_collections.djangoops.maintenance.plugins.module_utils import _media, _media_archive, _media_preview
 from ansible_collections.djangoops.maintenance.plugins.module_utils._age import (
     check_identity, identity_file, part_encryption)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
@@ -222,7 +226,6 @@ class MediaRestoreManager(Manager):
 
     def restore(self, snap, part_meta, jobs, identity, result):
         p = self.p
-        rsync = find_rsync()
         keep = DIFF_PATHS if self.module._diff else 0
         started = time.monotonic()
         diff_lines = []
@@ -233,16 +236,13 @@ class MediaRestoreManager(Manager):
                 entry['skipped'] = 'the snapshot recorded %s as missing; the target is left alone' % tree['source']
                 self.module.warn('tree %s: %s' % (tree['name'], entry['skipped']))
                 continue
-            staging = None
-            if tree.get('archive'):
-                staging = tree_dir = _media_archive.extract(snap, tree, part_meta, identity, dest,
-                                                            result['commands'].append)
-            try:
-                run = _media.restore(rsync, tree_dir, dest, checksum=p['compare'] == 'checksum',
-                                     dry_run=self.module.check_mode, keep_paths=keep)
-            finally:
-                _media_archive.discard(staging)
-            result['commands'].append(display(run.argv))
+            checksum = p['compare'] == 'checksum'
+            if tree.get('archive') and self.module.check_mode:
+                # Nothing is unpacked: the decrypted stream is compared with the target as it passes.
+                run, command = _media_preview.preview(snap, tree, part_meta, identity, dest, checksum, keep)
+                result['commands'].append(command)
+            else:
+                run = self.sync(snap, part_meta, identity, tree, tree_dir, dest, checksum, keep, result)
             entry.update(run.output.counts)
             entry['changed'] = run.changes > 0
             result['changed'] = result['changed'] or entry['changed']
@@ -255,6 +255,21 @@ class MediaRestoreManager(Manager):
             result['diff'] = dict(before_header='target', after_header='snapshot %s' % snap.id,
                                   prepared='\n'.join(diff_lines) + ('\n' if diff_lines else ''))
         return result
+
+    def sync(self, snap, part_meta, identity, tree, tree_dir, dest, checksum, keep, result):
+        """rsync of the tree (an archived tree first extracted into a staging directory) into ``dest``."""
+        rsync = find_rsync()
+        staging = None
+        if tree.get('archive'):
+            staging = tree_dir = _media_archive.extract(snap, tree, part_meta, identity, dest,
+                                                        result['commands'].append)
+        try:
+            run = _media.restore(rsync, tree_dir, dest, checksum=checksum, dry_run=self.module.check_mode,
+                                 keep_paths=keep)
+        finally:
+            _media_archive.discard(staging)
+        result['commands'].append(display(run.argv))
+        return run
 
     def plan(self, snap, store, part_name, part_meta):
         """(tree record, tree directory in the snapshot or None when missing, resolved dest) per tree."""

@@ -15,7 +15,7 @@ import pytest
 
 from support import mysql_data, pg_data, sqlite_data
 from support.file_writes import run_module_writes, unexpected_writes
-from support.media_tree import describe, make_rich_tree, write
+from support.media_tree import NAMES, describe, make_rich_tree, write
 from support.django_project import django_venvs, shop_factory  # noqa: F401  pylint: disable=unused-import
 from support.modules import run_module
 
@@ -211,6 +211,64 @@ def test_media_archive(tmp_path, keys):
     assert ok['trees'][0]['target_verified'] is True
     assert describe(media) == before
     assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('.djangoops-restore-')], 'staging removed'
+
+
+def _alter_every_way(media):
+    """What a restore must undo, one of each kind."""
+    cat = os.path.join(media, NAMES['plain'])
+    st = os.stat(cat)
+    with open(cat, 'r+b') as f:  # same size, same mtime: only a checksum comparison sees it
+        f.write(b'X')
+    os.utime(cat, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.unlink(os.path.join(media, NAMES['spaces']))
+    write(os.path.join(media, 'new', 'upload.bin'), b'new' * 100)
+    os.chmod(os.path.join(media, NAMES['script']), 0o700)
+    os.utime(os.path.join(media, NAMES['unicode']), (1700000000, 1700000000))
+    os.unlink(os.path.join(media, 'dangling'))
+    os.symlink('elsewhere', os.path.join(media, 'dangling'))
+    os.rmdir(os.path.join(media, 'empty', 'nested-empty'))
+    write(os.path.join(media, 'empty', 'nested-empty'), b'a file where a directory was')
+    os.chown(os.path.join(media, NAMES['backslash']), 4321, 4321)
+
+
+def test_media_check_mode_unpacks_nothing_and_says_what_rsync_would(tmp_path, keys):
+    """Check mode of an encrypted media part reads the decrypted stream as a tar archive (nothing written, no
+    room needed beside the target) and reports what the restore would change - the same paths, in the same
+    way, as the rsync dry run of the same tree snapshotted unencrypted."""
+    media = make_rich_tree(str(tmp_path / 'media'))
+    enc_root, plain_root = str(tmp_path / 'snaps'), str(tmp_path / 'plain')
+    enc = run_module('media_snapshot', dict(src=[media], snapshot_root=enc_root,
+                                            encrypt_recipients=[keys['backup']['public']]))
+    plain = run_module('media_snapshot', dict(src=[media], snapshot_root=plain_root))
+    assert not enc.failed and not plain.failed, (enc, plain)
+    untouched = run_module('media_restore', dict(snapshot_root=enc_root, snapshot_id=enc['snapshot_id'],
+                                                 decrypt_identity=keys['backup']['path']), check=True)
+    assert not untouched.failed and untouched['changed'] is False, untouched
+    _alter_every_way(media)
+    altered = describe(media)
+    for compare in ('quick', 'checksum'):
+        expected = run_module('media_restore', dict(snapshot_root=plain_root, snapshot_id=plain['snapshot_id'],
+                                                    compare=compare), check=True, diff=True)
+        r, written = run_module_writes('media_restore', dict(
+            snapshot_root=enc_root, snapshot_id=enc['snapshot_id'], decrypt_identity=keys['backup']['path'],
+            compare=compare), check=True, diff=True)
+        assert not r.failed and not expected.failed, (r, expected)
+        assert unexpected_writes(written, [r'^%s/[a-z0-9_]{8}$' % tempfile.gettempdir()]) == [], written
+        mine, theirs = r['trees'][0], expected['trees'][0]
+        assert (mine["created"], mine["updated"], mine["deleted"]) == (
+            theirs['created'], theirs['updated'], theirs['deleted']), (mine, theirs)
+        assert r['changed'] is True
+        # cat.jpg and photos/hardlinked-cat.jpg are one file (hard links): rsync names the group by its last
+        # path, the tar stream by its first.
+        paths = sorted(line.split(' (')[0] for line in r['diff']['prepared'].splitlines())
+        rsync_paths = sorted(line.split(' (')[0].replace('photos/hardlinked-cat.jpg', NAMES['plain'])
+                             for line in expected['diff']['prepared'].splitlines())
+        assert paths == rsync_paths
+        sees_content = '~ %s/%s' % (media, NAMES['plain'])
+        assert any(line.startswith(sees_content) for line in r['diff']['prepared'].splitlines()) == (
+            compare == 'checksum'), r['diff']['prepared']
+    assert describe(media) == altered, 'check mode changes nothing'
+    assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('.djangoops-restore-')]
 
 
 # -- Django fixtures ----------------------------------------------------------------------------
