@@ -18,6 +18,8 @@ object it lists is present with its size. Only complete local snapshots are ever
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -213,3 +215,36 @@ def finish_pull(store, entry, partial):
     fsync_dir(store.root)
     read_manifest(final)
     return store.load(entry.name)
+
+
+@contextlib.contextmanager
+def pull_lock(root, snapshot_id):
+    """Hold ``<root>/.<id>.pull-lock`` (flock) while a pull of ``snapshot_id`` runs: a second pull of the same id
+    fails at once instead of removing the first one's ``.partial`` under it. The file is removed on release."""
+    path = os.path.join(root, '.%s.pull-lock' % snapshot_id)
+    fd = _lock_file(path, snapshot_id, root)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # while still held: a pull that opened this file sees it is gone and opens a new one
+        os.close(fd)
+
+
+def _lock_file(path, snapshot_id, root):
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RemoteError('another pull of snapshot %s into %s is running (it holds %s); let it finish, then the '
+                              'snapshot is there' % (snapshot_id, root, path))
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        mine = os.fstat(fd)
+        if st is not None and (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+            return fd
+        os.close(fd)  # released and removed by the pull that held it between our open and our flock: again

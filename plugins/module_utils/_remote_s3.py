@@ -5,32 +5,46 @@
 
 Layout under ``<prefix>``::
 
+    <id>/.djangoops-partial   the marker: the first object a push writes, removed once the manifest is there
     <id>/<path>               one object per file the manifest lists (same relative path)
     <id>/<part>/trees/<name>.tar   one tar stream per media tree (files are not listed one by one)
     <id>/objects.json         every object above with its size and sha256, uploaded before ...
     <id>/manifest.json        ... the manifest, always last: without it <id> is not a snapshot
 
+A name is ours only when it holds a manifest (complete) or the marker (partial: a push or a deletion under
+way or cut short); anything else under the prefix is 'invalid' and never deleted. A deletion writes the
+marker before it removes the manifest and removes the marker last, so whatever point a push or a deletion
+is cut at, what is left is either complete or marked.
+
 Uploads stream: a file or ``tar`` output is cut into parts of ``part_size_mb`` (one part in memory at
 a time); an object of one part is a single PUT, a larger one a multipart upload. Every request
 carries Content-MD5, and the ETag the store returns is compared with the MD5 (of the parts) computed
-while reading, so what the store kept is what was read; the sha256 computed on the same read must
-equal the manifest's. Downloads hash while writing and refuse an object whose sha256 differs from the
-index: a corrupted object is never restored.
+while reading, so what the store kept is what was read (an object whose ETag differs is deleted); the
+sha256 computed on the same read must equal the manifest's. A push skips an object already there only
+when its ETag equals the one computed from the local file (and its size and recorded sha256 match).
+
+Downloads are planned from the manifest, not from the object index (which no checksum covers): an index
+entry is used only when it is a file the manifest lists (same size and sha256) or the tar of a tree it
+lists, every path stays inside the ``.partial`` directory, and a tree's tar is extracted only when none of
+its members could write outside the tree. Downloads hash while writing and refuse an object whose sha256
+differs: a corrupted object is never restored.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import os
 import re
+import tarfile
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, find_tool, run_pipeline
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import (
     RemoteEntry, RemoteError, finish_pull, parse_manifest, require)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    CHUNK, HashingFile, MANIFEST, ID_RE, remove_tree)
+    CHUNK, HashingFile, MANIFEST, ID_RE, SnapshotError, remove_tree)
 
 try:
     import boto3
@@ -41,11 +55,15 @@ except ImportError:  # pragma: no cover - reported when the store is opened
     HAS_BOTO3 = False
 
 INDEX = 'objects.json'
+MARKER = '.djangoops-partial'  # the first object of a push, the last one a deletion removes
 MIN_PART = 5 * 1024 * 1024  # S3's smallest multipart part (but the last)
 _MD5_ETAG = re.compile(r'^[0-9a-f]{32}(-\d+)?$')
+_SHA256 = re.compile(r'^[0-9a-f]{64}$')
 _AUTH_CODES = ('InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken',
                'AuthorizationHeaderMalformed', '403')
 TAR_FLAGS = ('--numeric-owner', '--sort=name', '--format=gnu')
+UNMARKED = ('no manifest.json and no %s marker: not a copy made by this collection (or one an older version '
+            'left unfinished); it is never deleted' % MARKER)
 
 
 class S3Store(object):
@@ -127,37 +145,91 @@ class S3Store(object):
 
     # -- reading -------------------------------------------------------------------------------
     def entries(self):
-        objects = self.objects(self.prefix)
         names = {}
-        for key, (dummy, mtime) in objects.items():
+        for key, (dummy, mtime) in self.objects(self.prefix).items():
             name, sep, rest = key[len(self.prefix):].partition('/')
             if not sep:
                 continue
-            info = names.setdefault(name, {'mtime': 0, 'manifest': False})
+            info = names.setdefault(name, {'mtime': 0, 'manifest': False, 'marker': False})
             info['mtime'] = max(info['mtime'], mtime)
-            if rest == MANIFEST:
-                info['manifest'] = True
-        entries = []
-        for name, info in sorted(names.items()):
-            if not ID_RE.match(name):
-                entries.append(RemoteEntry(name, 'invalid', mtime=info['mtime']))
-                continue
-            if not info['manifest']:
-                # Objects without a manifest: an upload that has not finished (or was cut).
-                entries.append(RemoteEntry(name, 'partial', mtime=info['mtime']))
-                continue
+            info['manifest'] = info['manifest'] or rest == MANIFEST
+            info['marker'] = info['marker'] or rest == MARKER
+        return [self._entry(name, info) for name, info in sorted(names.items())]
+
+    def _entry(self, name, info):
+        """complete (a manifest), partial (our marker, no manifest) or invalid (anything else: never deleted)."""
+        if not ID_RE.match(name):
+            return RemoteEntry(name, 'invalid', mtime=info['mtime'])
+        if info['manifest']:
             entry = RemoteEntry(name, 'complete', mtime=info['mtime'])
             data = self.read_small(self.key(name, MANIFEST), 'reading the manifest of %s' % name)
             entry.manifest, entry.manifest_sha256, entry.problem = parse_manifest(name, data)
-            entries.append(entry)
-        return entries
+            return entry
+        if info['marker']:
+            return RemoteEntry(name, 'partial', mtime=info['mtime'])
+        return RemoteEntry(name, 'invalid', mtime=info['mtime'], problem=UNMARKED)
 
     def index(self, entry):
-        data = self.read_small(self.key(entry.name, INDEX), 'reading the object index of %s' % entry.name)
+        """The object index of a snapshot, every entry checked for its form (not yet against the manifest)."""
+        key = self.key(entry.name, INDEX)
+        data = self.read_small(key, 'reading the object index of %s' % entry.name)
         try:
-            return json.loads(data.decode('utf-8'))['objects']
-        except (ValueError, KeyError, UnicodeDecodeError) as e:
-            raise RemoteError('the object index of snapshot %s on %s is unreadable: %s' % (entry.name, self.describe(), e))
+            doc = json.loads(data.decode('utf-8'))
+            problem = None if isinstance(doc, dict) and isinstance(doc.get('objects'), list) else 'no list of objects'
+        except (ValueError, UnicodeDecodeError) as e:
+            problem = e
+        if problem:
+            raise RemoteError('the object index of snapshot %s on %s is unreadable: %s'
+                              % (entry.name, self.describe(), problem))
+        objects = doc['objects']
+        for number, obj in enumerate(objects, 1):
+            problem = _malformed(obj)
+            if problem:
+                raise RemoteError('the object index %s on %s is malformed: its entry %d %s'
+                                  % (key, self.describe(), number, problem))
+        return objects
+
+    def plan(self, entry):
+        """[(index entry, tree directory or None)] for the objects of a snapshot its manifest accounts for, and the
+        problems: entries it does not list, that disagree with it, or that are missing."""
+        files, trees = self._expected(entry)
+        plan, problems, seen = [], [], set()
+        for obj in self.index(entry):
+            path = obj['path']
+            if path in seen:
+                problems.append('%s: listed twice in the object index' % path)
+                continue
+            seen.add(path)
+            if obj.get('kind') == 'tree':
+                if path not in trees or obj.get('dir', trees[path]) != trees[path]:
+                    problems.append('%s: a tree the manifest does not list' % path)
+                    continue
+                plan.append((obj, trees[path]))
+                continue
+            known = files.get(path)
+            if known is None:
+                problems.append('%s: an object the manifest does not list' % path)
+            elif (known.get('size'), known.get('sha256')) != (obj['size'], obj['sha256']):
+                problems.append('%s: the index and the manifest disagree' % path)
+            else:
+                plan.append((obj, None))
+        problems.extend('%s: not in the object index' % p for p in sorted((set(files) | set(trees)) - seen))
+        return plan, problems
+
+    def _expected(self, entry):
+        """The manifest's files {path: file entry} and media tree tars {<dir>.tar: dir}, as the push names them."""
+        files, trees = {}, {}
+        try:
+            for part in entry.manifest['parts'].values():
+                for f in part.get('files') or []:
+                    files[f['path']] = f
+                for tree in part.get('trees') or []:
+                    if not tree.get('missing'):
+                        trees[tree['dir'] + '.tar'] = tree['dir']
+        except (AttributeError, KeyError, TypeError) as e:
+            raise RemoteError('the manifest of snapshot %s on %s does not list its files in a form this collection '
+                              'reads (%s: %s)' % (entry.name, self.describe(), type(e).__name__, e))
+        return files, trees
 
     def present(self, entry):
         """Whether every object the index lists is there with its size (a cheap completeness check)."""
@@ -169,17 +241,11 @@ class S3Store(object):
 
     def verify(self, entry):
         """Download and hash every object of a snapshot; problems, empty when sound."""
-        problems = []
         try:
-            index = self.index(entry)
+            plan, problems = self.plan(entry)
         except RemoteError as e:
             return [str(e)]
-        expected = dict((f['path'], f['sha256']) for p in (entry.manifest.get('parts') or {}).values()
-                        for f in p.get('files') or [])
-        for obj in index:
-            if obj['path'] in expected and expected[obj['path']] != obj['sha256']:
-                problems.append('%s: the index and the manifest disagree' % obj['path'])
-                continue
+        for obj, dummy in plan:
             try:
                 size, digest = self._hash_object(self.key(entry.name, obj['path']))
             except RemoteError as e:
@@ -188,8 +254,6 @@ class S3Store(object):
             if size != obj['size'] or digest != obj['sha256']:
                 problems.append('%s: sha256 %s (%d bytes), expected %s (%d bytes)'
                                 % (obj['path'], digest, size, obj['sha256'], obj['size']))
-        missing = set(expected) - set(o['path'] for o in index)
-        problems.extend('%s: not in the object index' % p for p in sorted(missing))
         return problems
 
     def _hash_object(self, key):
@@ -208,47 +272,73 @@ class S3Store(object):
 
     # -- writing -------------------------------------------------------------------------------
     def push(self, snapshot, links):  # pylint: disable=unused-argument
-        """Upload every object (skipping ones already there intact from an interrupted push), then the index,
-        then the manifest."""
+        """The marker first, then every object (skipping ones already there intact from an interrupted push),
+        then the index, then the manifest; the marker goes last."""
         sid = snapshot.id
+        self._put_marker(sid, 'push')
         self._abort_uploads(self.key(sid))
         there = self.objects(self.key(sid))
         index = []
         for part in snapshot.manifest['parts'].values():
             for f in part.get('files') or []:
-                key = self.key(sid, f['path'])
-                if there.get(key, (None,))[0] == f['size'] and self._stored_sha256(key) == f['sha256']:
-                    self.record('s3 skip %s (already uploaded, sha256 matches)' % key)
-                else:
-                    path = snapshot.file_path(f)
-                    with open(path, 'rb') as src:
-                        up = Upload(self, key, {'sha256': f['sha256']})
-                        _pump(src, up)
-                        up.finish(expect_sha256=f['sha256'])
-                index.append(dict(path=f['path'], size=f['size'], sha256=f['sha256'], kind='file'))
+                index.append(self._push_file(snapshot, f, there))
             for tree in part.get('trees') or []:
-                if tree.get('missing'):
-                    continue
-                rel = tree['dir'] + '.tar'
-                up = Upload(self, self.key(sid, rel), {})
-                tar = Step([find_tool('tar')] + list(TAR_FLAGS) + ['-C', snapshot.file_path({'path': tree['dir']}),
-                                                                   '-cf', '-', '.'], name='tar')
-                self.record('%s | s3 upload %s' % (tar.display(), self.key(sid, rel)))
-                try:
-                    run_pipeline([tar], sink=up)
-                except BaseException:
-                    up.abort()
-                    raise
-                up.finish()
-                index.append(dict(path=rel, size=up.size, sha256=up.sha256, kind='tree', dir=tree['dir']))
+                if not tree.get('missing'):
+                    index.append(self._push_tree(snapshot, tree))
         data = json.dumps({'snapshot': sid, 'objects': index}, indent=1, sort_keys=True).encode('utf-8')
         self._put_small(self.key(sid, INDEX), data)
         with open(os.path.join(snapshot.path, MANIFEST), 'rb') as f:
             self._put_small(self.key(sid, MANIFEST), f.read())
+        try:
+            self.call('removing the marker of %s' % sid, 'delete_object', Key=self.key(sid, MARKER))
+        except RemoteError as e:  # the manifest is there: the snapshot is complete, the marker is only clutter
+            self.record('s3 %s stays (%s); harmless: the manifest makes %s complete' % (MARKER, e, sid))
 
-    def _stored_sha256(self, key):
+    def _put_marker(self, snapshot_id, what):
+        data = json.dumps({'snapshot': snapshot_id, 'by': 'djangoops.maintenance', 'what': what,
+                           'at': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')})
+        self._put_small(self.key(snapshot_id, MARKER), data.encode('utf-8'))
+
+    def _push_file(self, snapshot, f, there):
+        key = self.key(snapshot.id, f['path'])
+        path = snapshot.file_path(f)
+        if there.get(key, (None,))[0] == f['size'] and self._intact(key, path, f):
+            self.record('s3 skip %s (already uploaded; its ETag and sha256 match the local file)' % key)
+        else:
+            with open(path, 'rb') as src:
+                up = Upload(self, key, {'sha256': f['sha256']})
+                _pump(src, up)
+                up.finish(expect_sha256=f['sha256'])
+        return dict(path=f['path'], size=f['size'], sha256=f['sha256'], kind='file')
+
+    def _intact(self, key, path, f):
+        """Whether the object at ``key`` holds the local file: its recorded sha256 is the manifest's, and its ETag
+        (the store's MD5 of what it holds) equals the one computed from the local file, whose sha256 is the
+        manifest's too. Metadata alone is never trusted: it was set before the bytes were checked."""
         head = self.call('checking %s' % key, 'head_object', Key=key)
-        return (head.get('Metadata') or {}).get('sha256')
+        if (head.get('Metadata') or {}).get('sha256') != f['sha256']:
+            return False
+        etag = (head.get('ETag') or '').strip('"')
+        if not _MD5_ETAG.match(etag):
+            self.record('s3 %s: ETag %r is not an MD5, so the object cannot be compared without downloading it; '
+                        'uploading it again' % (key, etag))
+            return False
+        sha256, local = local_etag(path, self.part_size)
+        return sha256 == f['sha256'] and local == etag
+
+    def _push_tree(self, snapshot, tree):
+        rel = tree['dir'] + '.tar'
+        up = Upload(self, self.key(snapshot.id, rel), {})
+        tar = Step([find_tool('tar')] + list(TAR_FLAGS) + ['-C', snapshot.file_path({'path': tree['dir']}),
+                                                           '-cf', '-', '.'], name='tar')
+        self.record('%s | s3 upload %s' % (tar.display(), self.key(snapshot.id, rel)))
+        try:
+            run_pipeline([tar], sink=up)
+        except BaseException:
+            up.abort()
+            raise
+        up.finish()
+        return dict(path=rel, size=up.size, sha256=up.sha256, kind='tree', dir=tree['dir'])
 
     def _put_small(self, key, data):
         up = Upload(self, key, {'sha256': hashlib.sha256(data).hexdigest()})
@@ -261,34 +351,50 @@ class S3Store(object):
         for u in page.get('Uploads') or []:
             self.call('aborting an unfinished upload', 'abort_multipart_upload', Key=u['Key'], UploadId=u['UploadId'])
 
+    # -- pulling -------------------------------------------------------------------------------
     def pull(self, entry, store, links):  # pylint: disable=unused-argument
-        store.ensure()
+        """Download what the manifest accounts for into ``<id>.partial`` (one pull of an id at a time), then
+        verify it and rename it."""
+        store.ensure()  # snapshot_copy holds pull_lock(store.root, entry.name) around this
+        final = store.path_of(entry.name)
+        if os.path.lexists(final):
+            raise SnapshotError('snapshot %s already exists at %s' % (entry.name, final))
+        plan, problems = self.plan(entry)
+        if problems:
+            raise RemoteError('the object index of snapshot %s on %s does not match its manifest; refusing to '
+                              'pull it: %s' % (entry.name, self.describe(), '; '.join(problems[:10])))
         partial = store.partial_path(entry.name)
         if os.path.isdir(partial):
             remove_tree(partial)  # an earlier pull cut short: objects are re-downloaded and re-verified
         os.mkdir(partial, 0o700)
-        index = self.index(entry)
-        for obj in index:
-            key = self.key(entry.name, obj['path'])
-            if obj.get('kind') == 'tree':
-                tarball = os.path.join(partial, '.%s.tar' % os.path.basename(obj['dir']))
-                self._download(key, tarball, obj)
-                dest = os.path.join(partial, obj['dir'])
-                os.makedirs(dest, 0o700)
-                step = Step([find_tool('tar'), '--numeric-owner', '-xpf', tarball, '-C', dest], name='tar')
-                self.record(step.display())
-                run_pipeline([step])
-                os.unlink(tarball)
-            else:
-                dest = os.path.join(partial, obj['path'])
-                if not os.path.isdir(os.path.dirname(dest)):
-                    os.makedirs(os.path.dirname(dest), 0o700)
-                self._download(key, dest, obj)
+        for obj, tree_dir in plan:
+            try:
+                self._fetch(entry, partial, obj, tree_dir)
+            except OSError as e:
+                raise RemoteError('writing %s of snapshot %s into %s failed: %s'
+                                  % (obj['path'], entry.name, partial, e))
         manifest = os.path.join(partial, MANIFEST)
-        fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, 'wb') as f:
             f.write(self.read_small(self.key(entry.name, MANIFEST), 'reading the manifest of %s' % entry.name))
         return finish_pull(store, entry, partial)
+
+    def _fetch(self, entry, partial, obj, tree_dir):
+        key = self.key(entry.name, obj['path'])
+        if tree_dir is None:
+            dest = inside(partial, obj['path'], key)
+            os.makedirs(os.path.dirname(dest), 0o700, exist_ok=True)
+            self._download(key, dest, obj)
+            return
+        dest = inside(partial, tree_dir, key)
+        os.makedirs(dest, 0o700)  # new: a tree is extracted into a directory of its own
+        tarball = os.path.join(partial, '.%s.tar' % os.path.basename(dest))
+        self._download(key, tarball, obj)
+        check_tar(tarball, key)
+        step = Step([find_tool('tar'), '--numeric-owner', '-xpf', tarball, '-C', dest], name='tar')
+        self.record(step.display())
+        run_pipeline([step])
+        os.unlink(tarball)
 
     def _download(self, key, path, obj):
         body = self.call('downloading %s' % key, 'get_object', Key=key)['Body']
@@ -307,10 +413,17 @@ class S3Store(object):
                               'bytes); refusing to use it' % (key, self.describe(), hf.sha256, hf.size, obj['sha256'],
                                                               obj['size']))
 
+    # -- deleting ------------------------------------------------------------------------------
     def delete(self, entry):
-        """Manifest first: from that moment the snapshot is incomplete to every reader, whatever follows."""
+        """The marker first, then the manifest: from that moment the name is a partial copy to every reader (which
+        the next prune finishes removing), whatever follows. The marker goes last."""
         prefix = self.key(entry.name)
         keys = sorted(self.objects(prefix))
+        marker = self.key(entry.name, MARKER)
+        if marker in keys:
+            keys.remove(marker)
+        else:
+            self._put_marker(entry.name, 'delete')
         manifest = self.key(entry.name, MANIFEST)
         if manifest in keys:
             self.call('deleting %s' % manifest, 'delete_object', Key=manifest)
@@ -323,6 +436,103 @@ class S3Store(object):
                 raise RemoteError('could not delete %d object(s) of %s: %s'
                                   % (len(res['Errors']), entry.name, res['Errors'][0]))
         self._abort_uploads(prefix)
+        self.call('deleting %s' % marker, 'delete_object', Key=marker)
+
+
+def _malformed(obj):
+    """Why an object index entry cannot be used, or None."""
+    if not isinstance(obj, dict):
+        return 'is not a JSON object'
+    if not isinstance(obj.get('path'), str) or not obj['path']:
+        return 'has no path'
+    if isinstance(obj.get('size'), bool) or not isinstance(obj.get('size'), int) or obj['size'] < 0:
+        return '(%s) has no size' % obj['path']
+    if not isinstance(obj.get('sha256'), str) or not _SHA256.match(obj['sha256']):
+        return '(%s) has no sha256' % obj['path']
+    if obj.get('kind', 'file') not in ('file', 'tree'):
+        return '(%s) has an unknown kind %r' % (obj['path'], obj.get('kind'))
+    return None
+
+
+def inside(base, rel, what):
+    """``base``/``rel``, refused unless ``rel`` is a plain relative path that stays in ``base`` (no absolute path,
+    no "..", no symbolic link out of it on the way)."""
+    parts = rel.split('/') if isinstance(rel, str) else ['']
+    if '\0' in ''.join(parts) or [p for p in parts if p in ('', '.', '..')]:
+        raise RemoteError('%s: %r is not a relative path inside the snapshot; refusing to write it' % (what, rel))
+    path = os.path.join(base, *parts)
+    real_base = os.path.realpath(base)
+    if os.path.commonpath([os.path.realpath(os.path.dirname(path)), real_base]) != real_base:
+        raise RemoteError('%s: %r leads outside the snapshot through a symbolic link; refusing to write it'
+                          % (what, rel))
+    return path
+
+
+def check_tar(path, what):
+    """Refuse a tar archive that could write outside the directory it is extracted into: a member with an
+    absolute name or "..", one under a symbolic link it holds, a hard link to anything but a file extracted
+    before, a name twice, or anything but files, directories and links."""
+    kinds = {}
+    try:
+        with tarfile.open(path, 'r:') as archive:
+            for member in archive:
+                problem = _member_problem(member, kinds)
+                if problem:
+                    raise RemoteError('%s: the tar member %r %s; refusing to extract it' % (what, member.name, problem))
+    except (tarfile.TarError, OSError) as e:
+        raise RemoteError('%s is not a tar archive this collection wrote: %s' % (what, e))
+
+
+def _tar_name(name):
+    """A member name as a tuple of components (no "." or empty ones), or None when it leaves the directory."""
+    if name.startswith('/'):
+        return None
+    parts = tuple(p for p in name.split('/') if p not in ('', '.'))
+    return None if '..' in parts else parts
+
+
+def _member_problem(member, kinds):
+    name = _tar_name(member.name)
+    if name is None:
+        return 'is an absolute path or holds ".."'
+    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+        return 'is not a file, directory or link'
+    if name in kinds or (not name and not member.isdir()):
+        return 'names something the archive already holds'
+    if [i for i in range(1, len(name)) if kinds.get(name[:i]) == 'sym']:
+        return 'lies under a symbolic link of the archive'
+    if member.islnk() and kinds.get(_tar_name(member.linkname)) != 'reg':
+        return 'is a hard link to something other than a file extracted before it'
+    kinds[name] = 'sym' if member.issym() else 'reg' if member.isreg() else 'other'
+    return None
+
+
+def local_etag(path, part_size):
+    """(sha256, ETag) of a local file, the ETag as S3 computes it for an Upload of the file in parts of
+    ``part_size``: the MD5 of the bytes for one PUT (a file smaller than a part), else the MD5 of the parts'
+    MD5s and "-<number of parts>"."""
+    sha = hashlib.sha256()
+    parts = []
+    md5 = hashlib.md5()
+    filled = size = 0
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(CHUNK), b''):
+            sha.update(chunk)
+            size += len(chunk)
+            view = memoryview(chunk)
+            while view:
+                take = min(len(view), part_size - filled)
+                md5.update(view[:take])
+                filled += take
+                view = view[take:]
+                if filled == part_size:
+                    parts.append(md5.digest())
+                    md5, filled = hashlib.md5(), 0
+    if size < part_size:
+        return sha.hexdigest(), md5.hexdigest()
+    if filled:
+        parts.append(md5.digest())
+    return sha.hexdigest(), '%s-%d' % (hashlib.md5(b''.join(parts)).hexdigest(), len(parts))
 
 
 def _pump(src, sink):
@@ -394,11 +604,22 @@ class Upload(object):
             expected = '%s-%d' % (hashlib.md5(b''.join(self.part_md5s)).hexdigest(), len(self.parts))
         etag = (res.get('ETag') or '').strip('"')
         if _MD5_ETAG.match(etag) and etag != expected:
+            self._discard_stored()
             raise RemoteError('%s stored %s with ETag %s, but the bytes sent have %s: the object is corrupted in the '
-                              'store; push again' % (self.store.describe(), self.key, etag, expected))
+                              'store (it is deleted, or replaced by the next push); push again'
+                              % (self.store.describe(), self.key, etag, expected))
         if not _MD5_ETAG.match(etag):
             self.store.record('s3 %s: ETag %r is not an MD5 (server-side encryption?); verified by sha256 only'
                               % (self.key, etag))
+
+    def _discard_stored(self):
+        """Delete an object the store corrupted: its metadata records the sha256 the bytes should have had, so
+        left there it would look intact. Should the delete fail, the next push still finds the ETag wrong."""
+        try:
+            self.store.call('deleting the corrupted %s' % self.key, 'delete_object', Key=self.key)
+        except RemoteError as e:
+            self.store.record('s3 %s: the corrupted object could not be deleted (%s); the next push replaces it'
+                              % (self.key, e))
 
     def abort(self):
         if self.upload_id is not None:

@@ -160,7 +160,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import Manager, run_manager
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import (
-    RemoteEntry, RemoteError, link_candidates, manifest_sha256, open_remote, remote_argument_spec,
+    RemoteEntry, RemoteError, link_candidates, manifest_sha256, open_remote, pull_lock, remote_argument_spec,
     resolve_remote_id)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
 
@@ -226,6 +226,14 @@ class SnapshotCopyManager(Manager):
             raise RemoteError('snapshot %s on %s is unreadable: %s' % (entry.name, remote.describe(), entry.problem))
         result['snapshot_id'] = entry.name
         result['snapshot_path'] = store.path_of(entry.name)
+        if self.module.check_mode:
+            self.pull_entry(store, remote, entry, result)
+            return
+        store.ensure()
+        with pull_lock(store.root, entry.name):  # a second pull of the id fails at once, never under this one
+            self.pull_entry(store, remote, entry, result)
+
+    def pull_entry(self, store, remote, entry, result):
         local = dict((s.id, s) for s in store.list())
         if entry.name in local:
             if manifest_sha256(local[entry.name]) != entry.manifest_sha256:

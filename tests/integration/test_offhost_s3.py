@@ -7,8 +7,14 @@ an interrupted upload."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
+import json
 import os
+import subprocess
+import tarfile
+import time
 import uuid
 
 import pytest
@@ -160,10 +166,11 @@ def test_interrupted_upload_is_not_a_snapshot_and_a_rerun_completes_it(s3, bucke
     remote = s3.remote(bucket)
     sid = take(shop, media, root)
     client = s3.client()
-    # What a push cut off mid-way leaves: objects it finished (with the sha256 it records), an unfinished
-    # multipart upload, no manifest.
+    # What a push cut off mid-way leaves: its marker, objects it finished (with the sha256 it records), an
+    # unfinished multipart upload, no manifest.
     with open(os.path.join(root, sid, 'media', 'SHA256SUMS'), 'rb') as f:
         data = f.read()
+    client.put_object(Bucket=bucket, Key='%s/.djangoops-partial' % sid, Body=b'{}')  # a push writes it first
     client.put_object(Bucket=bucket, Key='%s/media/SHA256SUMS' % sid, Body=data,
                       Metadata={'sha256': hashlib.sha256(data).hexdigest()})
     client.create_multipart_upload(Bucket=bucket, Key='%s/media/trees/media.tar' % sid)
@@ -180,3 +187,272 @@ def test_interrupted_upload_is_not_a_snapshot_and_a_rerun_completes_it(s3, bucke
     assert not client.list_multipart_uploads(Bucket=bucket).get('Uploads'), 'the unfinished upload was aborted'
     info = run_module('snapshot_remote_info', dict(remote=remote, verify=True))
     assert [s['status'] for s in info['snapshots']] == ['verified'] and info['incomplete'] == []
+
+
+def in_process(remote, commands=None):
+    """The S3 store of the modules, in this process (to make one of its requests fail or lie)."""
+    from ansible_collections.djangoops.maintenance.plugins.module_utils._remote_s3 import S3Store
+    return S3Store(remote, None, commands.append if commands is not None else lambda command: None)
+
+
+def keys_of(s3, bucket, prefix=''):
+    return sorted(o['Key'] for o in s3.client().list_objects_v2(Bucket=bucket, Prefix=prefix).get('Contents') or [])
+
+
+def test_prune_never_deletes_what_is_not_its_own(s3, bucket, shop, media, tmp_path):
+    """prefix '' (the default) on a bucket shared with another host's snapshots (under web1/), an application's
+    uploaded media and a folder named like a snapshot: only the copy this collection marked as its own goes."""
+    root = str(tmp_path / 'snaps')
+    ids = [take(shop, media, root)]
+    mutate(shop)
+    ids.append(take(shop, media, root))
+    assert not copy(root, s3.remote(bucket, prefix='web1'), snapshot_id=ids[0]).failed
+    remote = s3.remote(bucket)
+    pushed = copy(root, remote, snapshot_id=ids[1])
+    assert not pushed.failed, pushed
+    client = s3.client()
+    client.put_object(Bucket=bucket, Key='media/uploads/invoice-1.pdf', Body=b'%PDF customer invoice')
+    client.put_object(Bucket=bucket, Key='20200101T000000Z-foreign/notes.txt', Body=b'not a snapshot')
+    foreign = keys_of(s3, bucket, 'web1/') + ['20200101T000000Z-foreign/notes.txt', 'media/uploads/invoice-1.pdf']
+
+    # A deletion cut short after the manifest went: what is left is marked, so a prune may finish it.
+    deleting = []
+    store = in_process(remote, deleting)
+    entry = [e for e in store.entries() if e.name == ids[1]][0]
+
+    def broken(**kw):
+        raise OSError('network is unreachable')
+    store.client.delete_objects = broken
+    with pytest.raises(Exception, match='network is unreachable'):
+        store.delete(entry)
+    info = run_module('snapshot_remote_info', dict(remote=remote))
+    time.sleep(2)
+
+    args = dict(remote=remote, keep_last=5, partial_max_age='1s')
+    check = run_module('snapshot_remote_prune', args, check=True)
+    assert [p['name'] for p in check['partials_removed']] == [ids[1]], check
+    assert check['ignored'] == ['20200101T000000Z-foreign', 'media', 'web1'], check
+    pruned = run_module('snapshot_remote_prune', args)
+    assert not pruned.failed, pruned
+    assert [p['name'] for p in pruned['partials_removed']] == [ids[1]] and pruned['deleted'] == [], pruned
+    assert keys_of(s3, bucket) == sorted(foreign), 'the prune deleted something not its own'
+    assert [s['id'] for s in run_module('snapshot_remote_info', dict(remote=s3.remote(bucket, prefix='web1'),
+                                                                     verify=True))['snapshots']] == ids[:1]
+    kinds = dict((i['name'], i['kind']) for i in info['incomplete'])
+    assert kinds == {ids[1]: 'partial', 'web1': 'invalid', 'media': 'invalid', '20200101T000000Z-foreign': 'invalid'}
+    # The push wrote its marker before anything else, and removed it once the manifest was there.
+    ours = [c for c in pushed['commands'] if ' %s/' % ids[1] in c and ('put_object' in c or 'multipart' in c)]
+    assert ours[0] == 's3 put_object %s/.djangoops-partial' % ids[1], ours
+    assert ours[-1] == 's3 put_object %s/manifest.json' % ids[1], ours
+    assert 's3 delete_object %s/.djangoops-partial' % ids[1] == pushed['commands'][-1], pushed['commands']
+    # The deletion cut short had put the marker back before it removed the manifest; the prune removed it last.
+    assert deleting[-3:] == ['s3 put_object %s/.djangoops-partial' % ids[1],
+                             's3 delete_object %s/manifest.json' % ids[1], 's3 delete_objects %s' % bucket], deleting
+    assert pruned['commands'][-1] == 's3 delete_object %s/.djangoops-partial' % ids[1], pruned['commands']
+
+
+def test_corrupted_upload_is_not_kept_and_a_repush_replaces_it(s3, bucket, shop, media, tmp_path):
+    """The store keeps other bytes than were sent (ETag mismatch): the object is deleted at once; and an object a
+    former version left in that state (wrong bytes, the expected sha256 in its metadata) is uploaded again."""
+    root = str(tmp_path / 'snaps')
+    remote = s3.remote(bucket)
+    sid = take(shop, media, root)
+    digest = content_digest(shop)
+    store = in_process(remote)
+    put = store.client.put_object
+    flipped = {}
+
+    def corrupting_put(**kw):
+        if '/database/' in kw['Key']:
+            body = bytearray(kw['Body'])
+            body[len(body) // 2] ^= 0xff
+            flipped[kw['Key']] = kw['Body'], bytes(body)
+            kw['Body'] = bytes(body)
+        return put(**kw)
+    store.client.put_object = corrupting_put
+    from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
+    with pytest.raises(Exception, match='corrupted in the store'):
+        store.push(SnapshotStore(root).load(sid), [])
+    assert len(flipped) == 1, flipped
+    key = list(flipped)[0]
+    good, bad = flipped[key]
+    assert key not in keys_of(s3, bucket), 'the corrupted object was left in the store'
+
+    # What the former version left: the corrupted bytes under the sha256 the manifest expects.
+    s3.client().put_object(Bucket=bucket, Key=key, Body=bad, Metadata={'sha256': hashlib.sha256(good).hexdigest()})
+    again = copy(root, remote)
+    assert not again.failed and again['copied'] == [sid], again
+    assert not [c for c in again['commands'] if c.startswith('s3 skip %s' % key)], 'the corrupted object was kept'
+    info = run_module('snapshot_remote_info', dict(remote=remote, verify=True))
+    assert [s['status'] for s in info['snapshots']] == ['verified'], info
+    other = str(tmp_path / 'other')
+    pulled = copy(other, remote, direction='pull')
+    assert not pulled.failed, pulled
+    target = str(tmp_path / 'restored' / 'db.sqlite3')
+    assert not run_module('db_restore', dict(engine='sqlite', database=target, create=True, snapshot_root=other)).failed
+    assert content_digest(target) == digest
+
+
+def test_an_object_is_skipped_only_when_its_etag_is_the_local_files(s3, bucket, tmp_path):
+    """The ETag a push computes from a local file is the one the store computed for its upload, single PUT or
+    multipart (part_size_mb 5: a file of exactly one part is a multipart upload of one part)."""
+    from ansible_collections.djangoops.maintenance.plugins.module_utils import _remote_s3
+    store = in_process(s3.remote(bucket))
+    part = store.part_size
+    for size in (0, 1000, part - 1, part, part + 1, 2 * part + 17):
+        path = str(tmp_path / ('f%d' % size))
+        data = os.urandom(size)
+        write(path, data)
+        key = 'etag/%d' % size
+        f = dict(path=key, size=size, sha256=hashlib.sha256(data).hexdigest())
+        with open(path, 'rb') as src:
+            up = _remote_s3.Upload(store, key, {'sha256': f['sha256']})
+            _remote_s3._pump(src, up)  # pylint: disable=protected-access
+            up.finish(expect_sha256=f['sha256'])
+        etag = s3.client().head_object(Bucket=bucket, Key=key)['ETag'].strip('"')
+        assert _remote_s3.local_etag(path, part) == (f['sha256'], etag), size
+        assert store._intact(key, path, f), size  # pylint: disable=protected-access
+        if size:
+            write(path, data[:-1] + bytes([data[-1] ^ 1]))  # same size, same recorded sha256, other bytes
+            assert not store._intact(key, path, f), size  # pylint: disable=protected-access
+
+
+def tamper_index(s3, bucket, sid, change):
+    client = s3.client()
+    key = '%s/objects.json' % sid
+    index = json.loads(client.get_object(Bucket=bucket, Key=key)['Body'].read())
+    change(index['objects'])
+    client.put_object(Bucket=bucket, Key=key, Body=json.dumps(index).encode('utf-8'))
+
+
+def test_pull_takes_only_what_the_manifest_lists_and_writes_only_inside(s3, bucket, shop, media, tmp_path):
+    root = str(tmp_path / 'snaps')
+    remote = s3.remote(bucket)
+    sid = take(shop, media, root)
+    assert not copy(root, remote).failed
+    client = s3.client()
+    other = str(tmp_path / 'other')
+    outside = str(tmp_path / 'outside')
+    payload = str(tmp_path / 'payload')
+    write(os.path.join(payload, 'planted.txt'), b'written outside the snapshot root\n')
+    tar = subprocess.run(['tar', '-C', payload, '-cf', '-', '.'], stdout=subprocess.PIPE, check=True).stdout
+    client.put_object(Bucket=bucket, Key='%s/evil.tar' % sid, Body=tar)
+    escape = os.path.relpath(outside, os.path.join(other, sid + '.partial'))
+    planted = dict(path='evil.tar', size=len(tar), sha256=hashlib.sha256(tar).hexdigest(), kind='tree', dir=escape)
+    extra = dict(path='database/extra.bin', size=len(tar), sha256=planted['sha256'], kind='file')
+    client.put_object(Bucket=bucket, Key='%s/database/extra.bin' % sid, Body=tar)
+
+    def plant(objects):
+        objects.insert(0, planted)
+        objects.append(extra)
+    tamper_index(s3, bucket, sid, plant)
+    pulled = copy(other, remote, direction='pull')
+    assert pulled.failed and 'does not match its manifest' in pulled['msg'], pulled
+    assert 'evil.tar: a tree the manifest does not list' in pulled['msg'], pulled['msg']
+    assert 'database/extra.bin: an object the manifest does not list' in pulled['msg'], pulled['msg']
+    assert not os.path.exists(outside), 'the pull wrote outside the snapshot root'
+    assert not os.path.exists(os.path.join(other, sid))
+    info = run_module('snapshot_remote_info', dict(remote=remote, verify=True))
+    assert info['damaged'] == [sid], info
+    assert [p for p in info['snapshots'][0]['problems'] if p.startswith('evil.tar')], info['snapshots'][0]
+
+    tamper_index(s3, bucket, sid, lambda objects: objects[1].pop('size'))  # a malformed index: an error, no traceback
+    for result in (copy(other, remote, direction='pull'), copy(root, remote)):
+        assert result.failed and 'Traceback' not in result['msg'], result
+        assert result['msg'].startswith('the object index %s/objects.json on ' % sid), result['msg']
+        assert 'is malformed: its entry 2' in result['msg'], result['msg']
+    info = run_module('snapshot_remote_info', dict(remote=remote, verify=True))
+    assert info['damaged'] == [sid] and 'is malformed' in info['snapshots'][0]['problems'][0], info
+
+
+def test_a_tree_tar_that_would_write_outside_is_not_extracted(s3, bucket, shop, media, tmp_path):
+    """The tar of a media tree is not covered by the manifest's checksums (only its contents, after extraction):
+    an archive with a symbolic link out of the tree and a file through it is refused before tar runs."""
+    root = str(tmp_path / 'snaps')
+    remote = s3.remote(bucket)
+    sid = take(shop, media, root)
+    assert not copy(root, remote).failed
+    outside = str(tmp_path / 'outside')
+    os.makedirs(outside)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as archive:
+        link = tarfile.TarInfo('./escape')
+        link.type, link.linkname = tarfile.SYMTYPE, outside
+        archive.addfile(link)
+        planted = tarfile.TarInfo('./escape/planted.txt')
+        planted.size = 6
+        archive.addfile(planted, io.BytesIO(b'owned\n'))
+    tar = buf.getvalue()
+    key = '%s/media/trees/media.tar' % sid
+    s3.client().put_object(Bucket=bucket, Key=key, Body=tar)
+
+    def swap(objects):
+        for obj in objects:
+            if obj['path'] == 'media/trees/media.tar':
+                obj.update(size=len(tar), sha256=hashlib.sha256(tar).hexdigest())
+    tamper_index(s3, bucket, sid, swap)
+    other = str(tmp_path / 'other')
+    pulled = copy(other, remote, direction='pull')
+    assert pulled.failed, pulled
+    assert pulled['msg'] == ("%s: the tar member './escape/planted.txt' lies under a symbolic link of the archive; "
+                             "refusing to extract it" % key), pulled['msg']
+    assert os.listdir(outside) == []
+    assert not os.path.exists(os.path.join(other, sid))
+
+
+@pytest.mark.parametrize('members, problem', [
+    ([('../up.txt', tarfile.REGTYPE, '')], 'is an absolute path or holds ".."'),
+    ([('/etc/cron.d/x', tarfile.REGTYPE, '')], 'is an absolute path or holds ".."'),
+    ([('./a/../../up.txt', tarfile.REGTYPE, '')], 'is an absolute path or holds ".."'),
+    ([('./l', tarfile.SYMTYPE, '../..'), ('./l/x', tarfile.REGTYPE, '')], 'lies under a symbolic link of the archive'),
+    ([('./h', tarfile.LNKTYPE, '../../etc/shadow')],
+     'is a hard link to something other than a file extracted before it'),
+    ([('./d', tarfile.DIRTYPE, ''), ('./h', tarfile.LNKTYPE, 'd')],
+     'is a hard link to something other than a file extracted before it'),
+    ([('./l', tarfile.SYMTYPE, '/etc'), ('./l', tarfile.DIRTYPE, '')], 'names something the archive already holds'),
+    ([('./dev', tarfile.CHRTYPE, '')], 'is not a file, directory or link'),
+    ([('./fifo', tarfile.FIFOTYPE, '')], 'is not a file, directory or link'),
+])
+def test_tar_members_that_could_leave_the_tree_are_refused(tmp_path, members, problem):
+    from ansible_collections.djangoops.maintenance.plugins.module_utils._remote_s3 import RemoteError, check_tar
+    path = str(tmp_path / 'evil.tar')
+    with tarfile.open(path, mode='w', format=tarfile.GNU_FORMAT) as archive:
+        for name, kind, target in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            archive.addfile(info, io.BytesIO(b'') if kind == tarfile.REGTYPE else None)
+    with pytest.raises(RemoteError) as e:
+        check_tar(path, 'evil.tar')
+    assert str(e.value) == "evil.tar: the tar member %r %s; refusing to extract it" % (members[-1][0], problem)
+
+
+def test_tar_of_a_real_tree_passes_the_member_check(media, tmp_path):
+    from ansible_collections.djangoops.maintenance.plugins.module_utils._remote_s3 import TAR_FLAGS, check_tar
+    path = str(tmp_path / 'media.tar')
+    subprocess.run(['tar'] + list(TAR_FLAGS) + ['-C', media, '-cf', path, '.'], check=True)
+    check_tar(path, 'media.tar')
+
+
+def test_a_second_pull_of_the_same_id_fails_clearly_and_leaves_the_first_alone(s3, bucket, shop, media, tmp_path):
+    root = str(tmp_path / 'snaps')
+    remote = s3.remote(bucket)
+    sid = take(shop, media, root)
+    assert not copy(root, remote).failed
+    other = str(tmp_path / 'other')
+    os.makedirs(other, 0o700)
+    partial = os.path.join(other, sid + '.partial')
+    write(os.path.join(partial, 'database', 'being-written'), b'the first pull is writing this')
+    lock = os.path.join(other, '.%s.pull-lock' % sid)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the first pull holds it
+        second = copy(other, remote, direction='pull')
+        assert second.failed and second['msg'] == (
+            'another pull of snapshot %s into %s is running (it holds %s); let it finish, then the snapshot is '
+            'there' % (sid, other, lock)), second
+        assert os.path.isfile(os.path.join(partial, 'database', 'being-written')), 'the first pull lost its copy'
+    finally:
+        os.close(fd)
+    third = copy(other, remote, direction='pull')  # the first one gone (the lock released): it starts anew
+    assert not third.failed and third['snapshot_id'] == sid, third
+    assert not os.path.exists(lock) and not os.path.exists(partial)
