@@ -14,12 +14,19 @@ psql (the pipelines only; which database, and what happens around it, is the eng
 
 Every read of a snapshot file goes through ``_engine_base.input_chain`` (decrypt, decompress).
 
-With ``--role=<owner>`` (a superuser restoring for the database owner), extensions that only a
-superuser may create would fail, so an archive with EXTENSION entries is restored in three passes: its
-SCHEMA entries as the owner (an extension may live in one of them), its EXTENSION entries (and their
-comments) as the login user, then everything else as the owner. A plain dump goes through an
-``ExtensionRoleFilter``, which runs its ``CREATE EXTENSION`` and ``COMMENT ON EXTENSION`` statements as the
-login user.
+With ``--role=<owner>`` (a superuser restoring for the database owner), what only a superuser may do would fail,
+so an archive is restored in passes, each with ``--use-list`` (``owner_lists``): its SCHEMA entries as the owner
+(an extension may live in one of them); its EXTENSION entries (with their comments) and the data of the
+extensions' configuration tables (TABLE DATA and SEQUENCE SET entries without a table or sequence of the archive)
+as the login user; everything else as the owner; and last, as the login user, what pg_restore itself restores
+last: the privileges (ACL, DEFAULT ACL: a superuser grants "as though it were issued by the owner of the affected
+object", so the owner's objects end up the same and an extension's right) and the materialized views' data (a
+refresh runs as the view's owner, after the privileges it may need). A plain dump goes through a
+``PlainDumpFilter``, which runs the same statements as the login user.
+
+In the ONE psql transaction the SQL script (a plain dump, or what pg_restore writes of an archive) goes through a
+``PlainDumpFilter`` in any case: pg_dump brackets the large objects' data with its own ``BEGIN``/``COMMIT``,
+which would end the restore's transaction half-way. psql takes the owner role itself (``set_role_statement``).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_archive import (
     BlockScan, Incomplete, UnknownLayout, add_data_offsets, freeze_copies)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_connect import dbname_option
-from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_plain import ExtensionRoleFilter, quote_ident
+from ansible_collections.djangoops.maintenance.plugins.module_utils._pg_plain import PlainDumpFilter, quote_ident
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import (
     Step, Tap, display, find_tool, run_pipeline)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import free_bytes
@@ -48,31 +55,82 @@ PSQL_ERRORS = (r'(?m)^psql:.*\b(ERROR|FATAL|PANIC):', r'(?m)^(ERROR|FATAL|PANIC)
 EXTENSION_ENTRY = re.compile(r'^\d+; \d+ \d+ (EXTENSION - |COMMENT - EXTENSION )')
 # "9; 2615 16386 SCHEMA - ext app" (its COMMENT and ACL entries say "COMMENT - SCHEMA ext", "ACL - SCHEMA ext").
 SCHEMA_ENTRY = re.compile(r'^\d+; \d+ \d+ SCHEMA - ')
+# What pg_restore restores last: "3438; 0 0 ACL public FUNCTION dblink_connect_u(text) postgres",
+# "2087; 826 16441 DEFAULT ACL - DEFAULT PRIVILEGES FOR TABLES postgres" ("ACL LANGUAGE" in old archives), then
+# "3397; 0 16444 MATERIALIZED VIEW DATA public mv app".
+LAST_ENTRY = re.compile(r'^\d+; \d+ \d+ (ACL|DEFAULT ACL|ACL LANGUAGE|MATERIALIZED VIEW DATA) ')
+# "3395; 0 16435 TABLE DATA public t app" names the oid of its table's "217; 1259 16435 TABLE public t app" (any
+# relation: pg_class is 1259); "3411; 0 0 SEQUENCE SET public s app" names its "218; 1259 16440 SEQUENCE public s
+# app" only by the rest of the line.
+TABLE_DATA_ENTRY = re.compile(r'^\d+; 0 (\d+) TABLE DATA ')
+RELATION_ENTRY = re.compile(r'^\d+; 1259 (\d+) ')
+SEQUENCE_SET_ENTRY = re.compile(r'^\d+; \d+ \d+ SEQUENCE SET (.*)$')
+SEQUENCE_ENTRY = re.compile(r'^\d+; 1259 \d+ SEQUENCE (.*)$')
 
-# The --use-list files of a restore for the owner role: SCHEMA entries (None: the archive has none), EXTENSION
-# entries, and the rest.
-SplitLists = collections.namedtuple('SplitLists', 'schemas extensions rest')
+# The --use-list files of a restore for the owner role by a superuser, None where a pass has no entries: SCHEMA
+# entries (as the owner), the extensions and their configuration tables' data (as the login user), the rest (as
+# the owner), and what pg_restore restores last (as the login user).
+SplitLists = collections.namedtuple('SplitLists', 'schemas extensions rest last')
 
 # Room kept free beyond the decompressed dump itself.
 SPACE_SLACK = 64 * 1024 * 1024
 
 
+def set_role_statement(role):
+    """SQL that makes ``role``, the owner of the database the session is in, the current role. A name that is not
+    plain ASCII is not written into it: the bytes PostgreSQL stored for it are those of the database it was
+    created from, and the text the module holds was decoded in the encoding of the database it was read from, so
+    no spelling (raw or ``U&"..."``) names it in every database. The session then takes the database owner's name
+    from the server itself."""
+    if role.isascii():
+        return 'SET ROLE %s' % quote_ident(role)
+    return ("SELECT pg_catalog.set_config('role', pg_catalog.pg_get_userbyid(datdba), false) "
+            "FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()")
+
+
 def split_toc(listing):
     """(extension entries, all other lines) of a ``pg_restore --list`` output."""
-    ext, rest = [], []
-    for line in listing.splitlines():
-        (ext if EXTENSION_ENTRY.match(line) else rest).append(line)
-    return ext, rest
+    return _split(listing.splitlines(), EXTENSION_ENTRY.match)
 
 
 def split_schemas(lines):
     """(SCHEMA entries, all other lines) of ``pg_restore --list`` lines. An extension may be created into a
     schema of the archive, so the schemas are restored before the extensions; their comments and privileges
     stay with the rest (they need nothing but the schema, and come after it there too)."""
-    schemas, rest = [], []
+    return _split(lines, SCHEMA_ENTRY.match)
+
+
+def split_last(lines):
+    """(the entries pg_restore restores last - privileges, then materialized views' data - all other lines)."""
+    return _split(lines, LAST_ENTRY.match)
+
+
+def split_extension_data(lines):
+    """(the data entries of tables and sequences the archive does not create - an extension's configuration
+    tables, which ``CREATE EXTENSION`` makes - all other lines), in the archive's order."""
+    relations = set(m.group(1) for m in map(RELATION_ENTRY.match, lines) if m)
+    sequences = set(m.group(1) for m in map(SEQUENCE_ENTRY.match, lines) if m)
+
+    def foreign(line):
+        data, setval = TABLE_DATA_ENTRY.match(line), SEQUENCE_SET_ENTRY.match(line)
+        return bool(data and data.group(1) not in relations or setval and setval.group(1) not in sequences)
+    return _split(lines, foreign)
+
+
+def _split(lines, test):
+    chosen, rest = [], []
     for line in lines:
-        (schemas if SCHEMA_ENTRY.match(line) else rest).append(line)
-    return schemas, rest
+        (chosen if test(line) else rest).append(line)
+    return chosen, rest
+
+
+def owner_split(listing):
+    """``SplitLists`` of lines (empty lists where a pass has none) of a ``pg_restore --list`` output."""
+    ext, rest = split_toc(listing)
+    data, rest = split_extension_data(rest)
+    last, rest = split_last(rest)
+    schemas, rest = split_schemas(rest) if ext or data else ([], rest)
+    return SplitLists(schemas, ext + data, rest, last)
 
 
 class _Collect(object):
@@ -157,16 +215,15 @@ class PgLoader(object):
         self.record = record
 
     # -- argv --------------------------------------------------------------------------------
-    def psql(self, database, scripts, role=None):
+    def psql(self, database, scripts, role=None, after=()):
         """psql running ``scripts`` (``('-f', path)`` or ``('-c', sql)``, in this order), then stdin (as
-        ``role``), all in one transaction."""
+        ``role``, the owner of ``database``), then ``after``, all in one transaction."""
         argv = [self.tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction'] + \
             self.pg.tool_args() + [dbname_option(database)]
-        for option, value in scripts:
+        owner = [('-c', set_role_statement(role))] if role else []
+        for option, value in list(scripts) + owner + [('-f', '-')] + list(after):
             argv += [option, value]
-        if role:
-            argv += ['-c', 'SET ROLE %s' % quote_ident(role)]
-        return Step(argv + ['-f', '-'], env=self.pg.tool_env(), error_patterns=PSQL_ERRORS, name='psql')
+        return Step(argv, env=self.pg.tool_env(), error_patterns=PSQL_ERRORS, name='psql')
 
     def pg_restore(self, args, database=None, role=None, toc=None):
         argv = [self.tools.path('pg_restore'), '--no-owner']
@@ -210,26 +267,28 @@ class PgLoader(object):
             return ['--format=' + fmt, source], None
         return ['--format=' + fmt], source
 
-    def extension_lists(self, meta, source, opts):
-        """``SplitLists`` of files for ``--use-list``, or None when the archive has no extension."""
+    def owner_lists(self, meta, source, opts):
+        """``SplitLists`` of files for ``--use-list`` (None where a pass has no entries), or None when the
+        archive has nothing the login user must restore itself."""
         fmt = meta['format']
         reader = self.chain(meta, opts, partial=True)
         args, stdin = self._archive(fmt, source, reader)
         sink = _Collect()
         self.run(reader + [self.pg_restore(['--list'] + args)], stdin, opts, sink=sink)
-        ext, rest = split_toc(sink.text())
-        if not ext:
+        lines = owner_split(sink.text())
+        if not (lines.extensions or lines.last):
             return None
-        schemas, rest = split_schemas(rest)
         tag = secrets.token_hex(4)
-        return SplitLists(
-            self.secrets.write('schemas-%s.list' % tag, '\n'.join(schemas) + '\n') if schemas else None,
-            self.secrets.write('extensions-%s.list' % tag, '\n'.join(ext) + '\n'),
-            self.secrets.write('objects-%s.list' % tag, '\n'.join(rest) + '\n'))
+        return SplitLists(*[self._list_file('%s-%s.list' % (name, tag), entries)
+                            for name, entries in zip(('schemas', 'extensions', 'objects', 'last'), lines)])
+
+    def _list_file(self, name, entries):
+        return self.secrets.write(name, '\n'.join(entries) + '\n') if entries else None
 
     # -- the two ways ------------------------------------------------------------------------
     def transaction(self, meta, source, database, role, opts, first_sql=None, as_superuser=False):
-        """One psql transaction: ``first_sql`` (a file) first, then the snapshot; all or nothing."""
+        """One psql transaction: ``first_sql`` (a file) first, then the snapshot; all or nothing. ``role``: the
+        owner of ``database``, who the snapshot is restored for (None: the login user)."""
         fmt = meta['format']
         items = self.chain(meta, opts)
         scripts = [('-f', first_sql)] if first_sql else []
@@ -237,60 +296,73 @@ class PgLoader(object):
             self._transaction_plain(items, source, database, role, opts, scripts, as_superuser)
             return
         args, stdin = self._archive(fmt, source, items)
-        lists = self.extension_lists(meta, source, opts) if role and as_superuser else None
-        toc = None
+        lists = self.owner_lists(meta, source, opts) if role and as_superuser else None
+        toc, after = None, ()
         if lists:
             scripts += self._first_scripts(meta, source, role, opts, lists)
             toc = lists.rest
+            after = self._last_scripts(meta, source, opts, lists)
         # Every table the archive creates is created in this transaction: loading it frozen is safe.
         freeze = self.freeze_filter(items, fmt)
-        items.append(self.pg_restore(['--file=-'] + args, role=role, toc=toc))
-        items.append(self.psql(database, scripts))
-        self.run(items, stdin, opts)
+        items.append(self.pg_restore(['--file=-'] + args, toc=toc))
+        self._through_psql(items, stdin, database, role, opts, scripts, after=after)
         if freeze:
             self.record(freeze.describe())
 
     def _transaction_plain(self, items, source, database, role, opts, scripts, as_superuser):
-        """A plain dump into psql as ``role``; a superuser runs its extension statements as itself."""
-        rewriter = None
-        if role and as_superuser:
-            if not items:
-                items.append(Step([find_tool('cat')], name='cat'))  # a pipeline starts with a process
-            rewriter = ExtensionRoleFilter(role)
-            items.append(rewriter)
-        items.append(self.psql(database, scripts, role=role))
-        self.run(items, source, opts)
-        if rewriter:
-            self.record(rewriter.describe())
+        """A plain dump into psql as ``role``; a superuser runs what it must (see PlainDumpFilter) as itself."""
+        if not items:
+            items.append(Step([find_tool('cat')], name='cat'))  # a pipeline starts with a process
+        self._through_psql(items, source, database, role, opts, scripts, role if as_superuser else None)
+
+    def _through_psql(self, items, stdin, database, role, opts, scripts, wrap_for=None, after=()):
+        """``items`` (which write an SQL script) through a PlainDumpFilter (for ``wrap_for``) into psql."""
+        statements = PlainDumpFilter(set_role_statement(wrap_for) if wrap_for else None)
+        items += [statements, self.psql(database, scripts, role=role, after=after)]
+        self.run(items, stdin, opts)
+        for line in statements.describe():
+            self.record(line)
 
     def _first_scripts(self, meta, source, role, opts, lists):
-        """psql scripts that restore the archive's schemas as ``role`` and then its extensions as the login
-        user, ahead of the rest (which pg_restore writes for ``role``)."""
+        """psql scripts that restore the archive's schemas as ``role`` and then its extensions (and their
+        configuration tables' data) as the login user, ahead of the rest."""
         scripts = []
         if lists.schemas:
-            scripts.append(('-f', self._sql_file(meta, source, opts, 'schemas', lists.schemas, role=role)))
-            scripts.append(('-c', 'RESET ROLE'))  # that file's SET ROLE holds for the rest of the session
-        scripts.append(('-f', self._sql_file(meta, source, opts, 'extensions', lists.extensions)))
+            scripts += [('-c', set_role_statement(role)),
+                        ('-f', self._sql_file(meta, source, opts, 'schemas', lists.schemas)), ('-c', 'RESET ROLE')]
+        if lists.extensions:
+            scripts.append(('-f', self._sql_file(meta, source, opts, 'extensions', lists.extensions)))
         return scripts
 
-    def _sql_file(self, meta, source, opts, name, toc, role=None):
+    def _last_scripts(self, meta, source, opts, lists):
+        """psql scripts that restore, after the rest, what pg_restore restores last as the login user."""
+        if not lists.last:
+            return []
+        return [('-c', 'RESET ROLE'), ('-f', self._sql_file(meta, source, opts, 'last', lists.last))]
+
+    def _sql_file(self, meta, source, opts, name, toc):
         """The SQL pg_restore writes for the entries of ``toc``, in a private file."""
         path = os.path.join(self.secrets.path, '%s-%s.sql' % (name, secrets.token_hex(4)))
         reader = self.chain(meta, opts, partial=True)
         args, stdin = self._archive(meta['format'], source, reader)
-        self.run(reader + [self.pg_restore(['--file=' + path] + args, role=role, toc=toc)], stdin, opts)
+        self.run(reader + [self.pg_restore(['--file=' + path] + args, toc=toc)], stdin, opts)
         return path
 
     def parallel(self, meta, source, database, role, opts, scratch_root, jobs, as_superuser=False):
         """pg_restore with ``jobs`` workers into a database created for this restore: a compressed custom
         dump goes through a FreezeFilter, whose TRUNCATE before each table's COPY is only safe there."""
-        streamed = bool(self.chain(meta, opts))
-        lists = self.extension_lists(meta, source, opts) if role and as_superuser else None
-        if lists:
-            if lists.schemas:
-                self._restore_entries(meta, source, database, opts, lists.schemas, role=role)
+        lists = self.owner_lists(meta, source, opts) if role and as_superuser else None
+        if lists and lists.schemas:
+            self._restore_entries(meta, source, database, opts, lists.schemas, role=role)
+        if lists and lists.extensions:
             self._restore_entries(meta, source, database, opts, lists.extensions)
-        toc = lists.rest if lists else None
+        self._restore_main(meta, source, database, role, opts, scratch_root, jobs, lists.rest if lists else None)
+        if lists and lists.last:
+            self._restore_entries(meta, source, database, opts, lists.last)
+
+    def _restore_main(self, meta, source, database, role, opts, scratch_root, jobs, toc):
+        """The archive's entries (those of ``toc``) as ``role``, with ``jobs`` workers where it can."""
+        streamed = bool(self.chain(meta, opts))
         if not streamed:
             self._restore(meta, source, database, role, opts, jobs, toc)
             return
@@ -308,7 +380,7 @@ class PgLoader(object):
         self._restore(meta, source, database, role, opts, 1, toc)
 
     def _restore_entries(self, meta, source, database, opts, toc, role=None):
-        """The entries of ``toc`` (a few, from the start of the archive), as ``role`` or the login user."""
+        """The entries of ``toc`` (a few), as ``role`` or the login user."""
         reader = self.chain(meta, opts, partial=True)
         args, stdin = self._archive(meta['format'], source, reader)
         self.run(reader + [self.pg_restore(args, database, role=role, toc=toc)], stdin, opts)

@@ -168,11 +168,17 @@ attributes:
 notes:
   - PostgreSQL - what the restore creates belongs to the target database's owner (or, for a new database,
     the recorded owner when the login user may act as that role); when the login user is someone else,
-    C(pg_restore --role=<owner>) (plain dumps C(SET ROLE)) creates it as the owner, as a Django application
-    expects. A superuser restores the snapshot's extensions as itself (the schemas first, as the owner, since an
-    extension may live in one; from a plain dump, its C(CREATE EXTENSION) and C(COMMENT ON EXTENSION)
-    statements), so extensions only a superuser may create (PostGIS, dblink) work in every format; for a login
-    user who is not a superuser such an extension makes the restore fail (and leaves the target as it was).
+    C(pg_restore --role=<owner>) (in the one C(psql) transaction of plain dumps and O(pg_clean=schemas),
+    C(SET ROLE)) creates it as the owner, as a Django application expects. A superuser restores as itself what
+    the owner may not (the schemas first, as the owner, since an extension may live in one) - the snapshot's
+    extensions and their comments, the data of their configuration tables (PostGIS's C(spatial_ref_sys)), and the
+    privileges (C(GRANT), C(REVOKE), default privileges, which PostgreSQL then applies as though the object's owner
+    gave them, so the owner's objects get exactly theirs and an extension's functions keep what a superuser
+    granted or revoked) - so extensions only a superuser may create (PostGIS, dblink) work in every format; for a
+    login user who is not a superuser such an extension makes the restore fail (and leaves the target as it was).
+  - PostgreSQL - C(pg_dump) writes large objects between a C(BEGIN) and a C(COMMIT) of its own (C(pg_restore) too,
+    writing a script for O(pg_clean=schemas)); the module leaves these two statements out of the SQL on its way into
+    the one C(psql) transaction, so that the restore stays all or nothing.
   - An encrypted PostgreSQL custom dump is restored by one C(pg_restore) worker reading the decrypting stream;
     O(jobs) does not apply, because a parallel restore needs the plaintext dump as a file on disk.
   - PostgreSQL - C(pg_restore) must be at least as new as the C(pg_dump) that wrote the snapshot; this is
