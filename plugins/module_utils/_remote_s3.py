@@ -501,8 +501,14 @@ def _member_problem(member, kinds):
         return 'names something the archive already holds'
     if [i for i in range(1, len(name)) if kinds.get(name[:i]) == 'sym']:
         return 'lies under a symbolic link of the archive'
-    if member.islnk() and kinds.get(_tar_name(member.linkname)) != 'reg':
-        return 'is a hard link to something other than a file extracted before it'
+    if member.islnk():
+        # A second name of a file or of a symbolic link (rsync -H keeps hard-linked symlinks too): it is what
+        # its target is, and nothing may lie under it if that is a symlink.
+        target = kinds.get(_tar_name(member.linkname))
+        if target not in ('reg', 'sym'):
+            return 'is a hard link to something other than a file or symbolic link extracted before it'
+        kinds[name] = target
+        return None
     kinds[name] = 'sym' if member.issym() else 'reg' if member.isreg() else 'other'
     return None
 

@@ -406,9 +406,11 @@ def test_a_tree_tar_that_would_write_outside_is_not_extracted(s3, bucket, shop, 
     ([('./a/../../up.txt', tarfile.REGTYPE, '')], 'is an absolute path or holds ".."'),
     ([('./l', tarfile.SYMTYPE, '../..'), ('./l/x', tarfile.REGTYPE, '')], 'lies under a symbolic link of the archive'),
     ([('./h', tarfile.LNKTYPE, '../../etc/shadow')],
-     'is a hard link to something other than a file extracted before it'),
+     'is a hard link to something other than a file or symbolic link extracted before it'),
     ([('./d', tarfile.DIRTYPE, ''), ('./h', tarfile.LNKTYPE, 'd')],
-     'is a hard link to something other than a file extracted before it'),
+     'is a hard link to something other than a file or symbolic link extracted before it'),
+    ([('./l', tarfile.SYMTYPE, '/etc'), ('./h', tarfile.LNKTYPE, 'l'), ('./h/passwd', tarfile.REGTYPE, '')],
+     'lies under a symbolic link of the archive'),
     ([('./l', tarfile.SYMTYPE, '/etc'), ('./l', tarfile.DIRTYPE, '')], 'names something the archive already holds'),
     ([('./dev', tarfile.CHRTYPE, '')], 'is not a file, directory or link'),
     ([('./fifo', tarfile.FIFOTYPE, '')], 'is not a file, directory or link'),
@@ -428,6 +430,8 @@ def test_tar_members_that_could_leave_the_tree_are_refused(tmp_path, members, pr
 
 def test_tar_of_a_real_tree_passes_the_member_check(media, tmp_path):
     from ansible_collections.djangoops.maintenance.plugins.module_utils._remote_s3 import TAR_FLAGS, check_tar
+    os.symlink('photos', os.path.join(media, 'current'))
+    os.link(os.path.join(media, 'current'), os.path.join(media, 'current-copy'), follow_symlinks=False)
     path = str(tmp_path / 'media.tar')
     subprocess.run(['tar'] + list(TAR_FLAGS) + ['-C', media, '-cf', path, '.'], check=True)
     check_tar(path, 'media.tar')

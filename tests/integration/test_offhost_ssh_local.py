@@ -389,3 +389,18 @@ def test_a_second_pull_of_the_same_id_fails_clearly_and_leaves_the_first_alone(s
     third = copy(other, sshd.remote(backup), direction='pull')
     assert not third.failed and third['snapshot_id'] == sid, third
     assert not os.path.exists(lock) and not os.path.exists(partial)
+
+
+def test_a_snapshot_whose_media_holds_no_file_is_pushed_and_verifies(sshd, tmp_path):
+    """An empty SHA256SUMS (a new site's empty uploads directory) is a sound one: sha256sum -c calls it
+    malformed, and the check before publishing must not refuse the copy for it."""
+    media = str(tmp_path / 'media')
+    os.makedirs(os.path.join(media, 'uploads'))
+    root = str(tmp_path / 'snaps')
+    m = run_module('media_snapshot', dict(src=[media], snapshot_root=root, checksums=True))
+    assert not m.failed, m
+    backup = tmp_path / 'backup'
+    pushed = copy(root, sshd.remote(backup))
+    assert not pushed.failed and pushed['copied'] == [m['snapshot_id']], pushed
+    assert os.listdir(str(backup)) == [m['snapshot_id']]
+    assert verified(sshd.remote(backup), m['snapshot_id']) == (True, [])
