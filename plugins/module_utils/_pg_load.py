@@ -58,7 +58,10 @@ SCHEMA_ENTRY = re.compile(r'^\d+; \d+ \d+ SCHEMA - ')
 # What pg_restore restores last: "3438; 0 0 ACL public FUNCTION dblink_connect_u(text) postgres",
 # "2087; 826 16441 DEFAULT ACL - DEFAULT PRIVILEGES FOR TABLES postgres" ("ACL LANGUAGE" in old archives), then
 # "3397; 0 16444 MATERIALIZED VIEW DATA public mv app".
-LAST_ENTRY = re.compile(r'^\d+; \d+ \d+ (ACL|DEFAULT ACL|ACL LANGUAGE|MATERIALIZED VIEW DATA) ')
+# Event triggers too (only a superuser may create one), after the privileges as pg_restore puts them: created
+# before them, they would fire on the GRANTs of this pass.
+LAST_ENTRY = re.compile(r'^\d+; \d+ \d+ (ACL|DEFAULT ACL|ACL LANGUAGE|MATERIALIZED VIEW DATA|EVENT TRIGGER'
+                        r'|COMMENT - EVENT TRIGGER) ')
 # "3395; 0 16435 TABLE DATA public t app" names the oid of its table's "217; 1259 16435 TABLE public t app" (any
 # relation: pg_class is 1259); "3411; 0 0 SEQUENCE SET public s app" names its "218; 1259 16440 SEQUENCE public s
 # app" only by the rest of the line.

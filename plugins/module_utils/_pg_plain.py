@@ -31,7 +31,8 @@ _DROPPED = (b'BEGIN;', b'COMMIT;')  # a large objects' section brackets itself; 
 # create (and their comments, which only their owner may set), and privileges, which a superuser grants and
 # revokes "as though it were issued by the owner of the affected object", so the owner's own objects end up the
 # same and an extension's objects (which the owner may not grant on) right.
-_AS_LOGIN_USER = (b'CREATE EXTENSION ', b'COMMENT ON EXTENSION ', b'GRANT ', b'REVOKE ', b'ALTER DEFAULT PRIVILEGES ')
+_AS_LOGIN_USER = (b'CREATE EXTENSION ', b'COMMENT ON EXTENSION ', b'GRANT ', b'REVOKE ', b'ALTER DEFAULT PRIVILEGES ',
+                  b'CREATE EVENT TRIGGER ', b'ALTER EVENT TRIGGER ', b'COMMENT ON EVENT TRIGGER ')
 # pg_dump writes a grant of a role other than the owner between these two, as that role.
 _OTHER_GRANTOR, _GRANTOR_END = b'SET SESSION AUTHORIZATION ', b'RESET SESSION AUTHORIZATION;'
 # Names as pg_dump writes them (schema-qualified, quoted where needed), and the tables and sequences the script

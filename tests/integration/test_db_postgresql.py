@@ -1261,6 +1261,50 @@ def test_a_revoke_on_an_extension_function_is_not_lost(pg_server, snapshot_root,
         pg_server.sql('DROP ROLE IF EXISTS %s' % app)
 
 
+@pytest.mark.parametrize('fmt, pg_clean', [('custom', 'recreate'), ('custom', 'schemas'), ('plain', 'recreate')])
+def test_an_event_trigger_restores_for_the_owner_last_and_never_fires_on_the_restore(
+        pg_server, snapshot_root, extra_db, fmt, pg_clean):
+    """Only a superuser may create an event trigger, and pg_restore creates it after the privileges: restored for
+    the owner, it is created by the login superuser after them, so it does not log (or block) the restore's own
+    GRANTs. (It does see the REFRESH of materialized views, which pg_restore runs after it too.)"""
+    app = unique_name('app')
+    log = 'SELECT tag FROM public.ddl_log ORDER BY n'
+    trigger = ("SELECT evtname, evtevent, pg_get_userbyid(evtowner), evtenabled FROM pg_event_trigger "
+               "WHERE evtname = 'log_ddl'")
+    try:
+        pg_server.sql('CREATE ROLE %s' % app)
+        pg_server.sql('CREATE DATABASE %s OWNER %s' % (extra_db, app))
+        for statement in (
+                'CREATE TABLE public.ddl_log (n serial PRIMARY KEY, tag text)',
+                'CREATE TABLE public.item (id int PRIMARY KEY)',
+                'ALTER TABLE public.ddl_log OWNER TO %s' % app,
+                'ALTER TABLE public.item OWNER TO %s' % app,
+                'GRANT SELECT ON public.item TO PUBLIC',
+                "CREATE FUNCTION public.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN "
+                "INSERT INTO public.ddl_log (tag) SELECT command_tag FROM pg_event_trigger_ddl_commands(); END$$",
+                'CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION public.log_ddl()',
+                "COMMENT ON EVENT TRIGGER log_ddl IS 'audit'",
+                'CREATE TABLE public.after_the_trigger (id int)'):
+            pg_server.sql(statement, database=extra_db)
+        logged = pg_server.sql(log, database=extra_db)
+        assert logged == [('CREATE TABLE',)]
+        before = pg_server.sql(trigger, database=extra_db)
+        r = snap(pg_server, extra_db, snapshot_root, format=fmt)
+        assert not r.failed, r
+        pg_server.sql('DROP TABLE public.after_the_trigger', database=extra_db)
+        res = restore(pg_server, extra_db, snapshot_root, pg_clean=pg_clean)
+        assert not res.failed, res['msg']
+        assert pg_server.sql(log, database=extra_db) == logged, 'the trigger fired on the restore'
+        assert pg_server.sql(trigger, database=extra_db) == before
+        assert pg_server.sql("SELECT obj_description(oid, 'pg_event_trigger') FROM pg_event_trigger "
+                             "WHERE evtname = 'log_ddl'", database=extra_db) == [('audit',)]
+        assert pg_server.sql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'item'",
+                             database=extra_db) == [(app,)]
+    finally:
+        pg_server.drop_database(extra_db)
+        pg_server.sql('DROP ROLE IF EXISTS %s' % app)
+
+
 def _configuration_facts(server, database):
     def rows(statement):
         return server.sql(statement, database=database)
