@@ -359,27 +359,35 @@ class PgLoader(object):
             self._restore_entries(meta, source, database, opts, lists.schemas, role=role)
         if lists and lists.extensions:
             self._restore_entries(meta, source, database, opts, lists.extensions)
-        self._restore_main(meta, source, database, role, opts, scratch_root, jobs, lists.rest if lists else None)
-        if lists and lists.last:
-            self._restore_entries(meta, source, database, opts, lists.last)
+        self._restore_main(meta, source, database, role, opts, scratch_root, jobs, lists.rest if lists else None,
+                           last=lists.last if lists else None)
 
-    def _restore_main(self, meta, source, database, role, opts, scratch_root, jobs, toc):
-        """The archive's entries (those of ``toc``) as ``role``, with ``jobs`` workers where it can."""
+    def _restore_main(self, meta, source, database, role, opts, scratch_root, jobs, toc, last=None):
+        """The archive's entries (those of ``toc``) as ``role``, with ``jobs`` workers where it can; then those of
+        ``last`` as the login user (with the workers too where the archive is a file: materialized views)."""
         streamed = bool(self.chain(meta, opts))
         if not streamed:
             self._restore(meta, source, database, role, opts, jobs, toc)
+            if last:
+                self._restore(meta, source, database, None, opts, jobs, last)
             return
-        need = meta.get('dump_bytes')
-        if meta.get('encryption'):
-            if jobs > 1:
-                self.record('the dump is encrypted: restoring from the decrypting stream with one worker (a '
-                            'parallel restore would need the plaintext dump on disk)')
-        elif jobs > 1 and need and free_bytes(scratch_root) >= need + SPACE_SLACK:
-            self._restore_decompressed(meta, source, database, role, opts, jobs, toc, scratch_root)
-            return
+        if not (meta.get('encryption') or jobs < 2):
+            need = meta.get('dump_bytes')
+            if need and free_bytes(scratch_root) >= need + SPACE_SLACK:
+                self._restore_decompressed(meta, source, database, role, opts, jobs, toc, scratch_root, last)
+                return
+        self._restore_streamed(meta, source, database, role, opts, jobs, toc, scratch_root)
+        if last:
+            self._restore_entries(meta, source, database, opts, last)
+
+    def _restore_streamed(self, meta, source, database, role, opts, jobs, toc, scratch_root):
+        """One worker reading the decompressing (decrypting) stream."""
+        if meta.get('encryption') and jobs > 1:
+            self.record('the dump is encrypted: restoring from the decrypting stream with one worker (a '
+                        'parallel restore would need the plaintext dump on disk)')
         elif jobs > 1:
             self.record('not enough free space under %s for the decompressed dump (%s bytes): restoring from a '
-                        'pipe with one worker' % (scratch_root, need))
+                        'pipe with one worker' % (scratch_root, meta.get('dump_bytes')))
         self._restore(meta, source, database, role, opts, 1, toc)
 
     def _restore_entries(self, meta, source, database, opts, toc, role=None):
@@ -401,7 +409,7 @@ class PgLoader(object):
         if freeze:
             self.record(freeze.describe())
 
-    def _restore_decompressed(self, meta, source, database, role, opts, jobs, toc, scratch_root):
+    def _restore_decompressed(self, meta, source, database, role, opts, jobs, toc, scratch_root, last=None):
         """Decompress into a private file for the parallel workers and, meanwhile, restore the
         pre-data section (the CREATE statements, which need only the archive's table of contents)
         from a second stream: the decompression pass then costs hardly any wall time. Never used
@@ -448,5 +456,7 @@ class PgLoader(object):
                     'written for %d tables' % written if written else 'not written (%s)' % why))
             self._restore(meta, plain, database, role, opts, jobs, toc, sections=('data', 'post-data'),
                           plain_file=True)
+            if last:
+                self._restore(meta, plain, database, None, opts, jobs, last, plain_file=True)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
