@@ -7,7 +7,6 @@ an interrupted upload."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -21,6 +20,7 @@ import pytest
 
 from support.media_tree import describe, make_rich_tree, write
 from support.modules import run_module
+from support.pulls import assert_a_second_pull_is_refused
 from support.s3_server import S3Server
 from support.sqlite_data import content_digest, make_shop, mutate
 
@@ -442,21 +442,4 @@ def test_a_second_pull_of_the_same_id_fails_clearly_and_leaves_the_first_alone(s
     remote = s3.remote(bucket)
     sid = take(shop, media, root)
     assert not copy(root, remote).failed
-    other = str(tmp_path / 'other')
-    os.makedirs(other, 0o700)
-    partial = os.path.join(other, sid + '.partial')
-    write(os.path.join(partial, 'database', 'being-written'), b'the first pull is writing this')
-    lock = os.path.join(other, '.%s.pull-lock' % sid)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # the first pull holds it
-        second = copy(other, remote, direction='pull')
-        assert second.failed and second['msg'] == (
-            'another pull of snapshot %s into %s is running (it holds %s); let it finish, then the snapshot is '
-            'there' % (sid, other, lock)), second
-        assert os.path.isfile(os.path.join(partial, 'database', 'being-written')), 'the first pull lost its copy'
-    finally:
-        os.close(fd)
-    third = copy(other, remote, direction='pull')  # the first one gone (the lock released): it starts anew
-    assert not third.failed and third['snapshot_id'] == sid, third
-    assert not os.path.exists(lock) and not os.path.exists(partial)
+    assert_a_second_pull_is_refused(lambda other: copy(other, remote, direction='pull'), sid, str(tmp_path / 'other'))

@@ -11,7 +11,6 @@ The sshd runs every command through a wrapper (ForceCommand) that puts slowbin/ 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._remote impo
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
 from support.media_tree import make_rich_tree, write
 from support.modules import run_module
+from support.pulls import assert_a_second_pull_is_refused
 from support.sqlite_data import make_shop
 
 SSHD = '/usr/sbin/sshd'
@@ -371,24 +371,8 @@ def test_a_second_pull_of_the_same_id_fails_clearly_and_leaves_the_first_alone(s
     root, sid = take(tmp_path)
     backup = tmp_path / 'backup'
     assert not copy(root, sshd.remote(backup)).failed
-    other = str(tmp_path / 'other')
-    os.makedirs(other, 0o700)
-    partial = os.path.join(other, sid + '.partial')
-    write(os.path.join(partial, 'database', 'being-written'), b'the first pull is writing this')
-    lock = os.path.join(other, '.%s.pull-lock' % sid)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # the first pull holds it
-        second = copy(other, sshd.remote(backup), direction='pull')
-        assert second.failed and second['msg'] == (
-            'another pull of snapshot %s into %s is running (it holds %s); let it finish, then the snapshot is '
-            'there' % (sid, other, lock)), second
-        assert os.path.isfile(os.path.join(partial, 'database', 'being-written')), 'the first pull lost its copy'
-    finally:
-        os.close(fd)
-    third = copy(other, sshd.remote(backup), direction='pull')
-    assert not third.failed and third['snapshot_id'] == sid, third
-    assert not os.path.exists(lock) and not os.path.exists(partial)
+    assert_a_second_pull_is_refused(lambda other: copy(other, sshd.remote(backup), direction='pull'), sid,
+                                    str(tmp_path / 'other'))
 
 
 def test_a_snapshot_whose_media_holds_no_file_is_pushed_and_verifies(sshd, tmp_path):
