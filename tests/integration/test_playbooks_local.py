@@ -405,3 +405,38 @@ def test_shared_database_is_restored_by_the_primary_alone(shop):  # pylint: disa
     assert task_results(restore.stdout, 'Restore the media')['secondary'] == 'skipping'
     assert shop.data() == data_at_backup
     assert not os.path.exists(shop.flag) and shop.serving()
+
+    # An extra var wins over every other variable: -e restore_database=true must still not make the secondary
+    # restore the shared database too.
+    forced = shop.run('restore', djangoops_restore_confirm='RESTORE', restore_database=True)
+    assert forced.returncode == 0, forced.stdout[-4000:]
+    assert task_results(forced.stdout, 'Restore the database and prove it exact') == {
+        'primary': 'changed', 'secondary': 'skipping'}, forced.stdout[-6000:]
+
+    # The secondary cannot stop its app: the shared database is not restored under it, and the primary's app
+    # is started again, its flag lowered.
+    execute(shop.demo.db, 'DELETE FROM shop_orderline')
+    changed = shop.data()
+    django['hosts']['secondary']['djangoops_app_stop_command'] = ['false']
+    with open(shop.inventory_path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(inventory, f)
+    stuck = shop.run('restore', djangoops_restore_confirm='RESTORE')
+    assert stuck.returncode != 0, stuck.stdout[-4000:]
+    assert 'and secondary could not stop it; nothing was restored on primary' in stuck.stdout, stuck.stdout[-6000:]
+    assert shop.data() == changed, 'the shared database was restored while an app using it still ran'
+    assert not os.path.exists(shop.flag) and shop.serving()
+
+
+def test_a_flag_already_up_stays_up_when_the_restore_fails_before_it_changed_anything(shop):  # noqa: E501 pylint: disable=redefined-outer-name
+    """A failed window left the site in maintenance; a restore that then fails before it changed anything (the
+    app's stop command fails) must not lower a flag it did not raise, nor start the app it did not stop."""
+    shop.install(djangoops_release_link=shop.current, djangoops_app_stop_command=['false'])
+    backup = shop.run('backup')
+    assert backup.returncode == 0, backup.stdout[-4000:]
+    with open(shop.flag, 'w', encoding='utf-8') as f:
+        f.write('left by a failed window\n')
+    failed = shop.run('restore', djangoops_restore_confirm='RESTORE')
+    assert failed.returncode != 0, failed.stdout[-4000:]
+    assert 'failed before anything was restored' in failed.stdout, failed.stdout[-4000:]
+    assert 'the maintenance flag lowered' not in failed.stdout
+    assert os.path.exists(shop.flag), 'the restore lowered a flag it had not raised'
