@@ -151,9 +151,8 @@ class TreePreview(object):
         elif stat.S_IMODE(st.st_mode) != member.mode & 0o7777:
             details.append('mode')
         if self.as_root:
-            details += [name for name, mine, theirs in (('owner', st.st_uid, member.uid), ('group', st.st_gid,
-                                                                                          member.gid))
-                        if mine != theirs]
+            pairs = (('owner', st.st_uid, member.uid), ('group', st.st_gid, member.gid))
+            details += [name for name, mine, theirs in pairs if mine != theirs]
         return ('updated', details) if details else ('unchanged', ())
 
     def content_details(self, path, st, member, fileobj):
