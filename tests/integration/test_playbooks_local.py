@@ -171,6 +171,30 @@ def test_backup_records_the_release_and_restore_puts_it_back(shop):  # pylint: d
     assert os.path.exists(shop.flag)
 
 
+def test_restore_switches_the_link_the_snapshot_recorded(shop):  # pylint: disable=redefined-outer-name
+    """A backup taken with another live link (djangoops_release_link) than <app root>/current: a restore run
+    without djangoops_release_link switches that recorded link, not <app root>/current."""
+    live = os.path.join(shop.demo.app, 'live')
+    shop.install(djangoops_release_link=live)
+    os.symlink(os.path.join(shop.releases, '1.0'), live)
+    backup = shop.run('backup')
+    assert backup.returncode == 0, backup.stdout[-4000:]
+    [snapshot] = shop.snapshots()
+    assert shop.manifest(snapshot)['metadata']['release']['link'] == live
+    os.unlink(live)
+    os.symlink(os.path.join(shop.releases, '2.0'), live)
+    with open(shop.inventory_path, encoding='utf-8') as f:
+        inventory = yaml.safe_load(f)
+    del inventory['all']['vars']['djangoops_release_link']  # djangoops_app_root stays set
+    assert inventory['all']['vars']['djangoops_app_root']
+    with open(shop.inventory_path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(inventory, f)
+    restore = shop.run('restore', djangoops_restore_confirm='RESTORE', djangoops_snapshot_id=snapshot)
+    assert restore.returncode == 0, restore.stdout[-4000:]
+    assert os.readlink(live) == os.path.join(shop.releases, '1.0'), 'the recorded link was not switched back'
+    assert shop.live() == os.path.join(shop.releases, '1.0')
+
+
 def test_check_mode_reports_and_changes_nothing(shop):  # pylint: disable=redefined-outer-name
     """backup --check and restore --check run to the end: no snapshot written, nothing restored, the app serving."""
     shop.install(djangoops_release_link=shop.current)
