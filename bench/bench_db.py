@@ -9,6 +9,7 @@ otherwise idle machine::
     .venv/bin/python bench/bench_db.py                                   # ~1 GiB PG, ~0.5 GiB MariaDB, ~1 GiB SQLite
     .venv/bin/python bench/bench_db.py --pg-mib 100 --my-mib 50 --sqlite-mib 100   # a quick check
     .venv/bin/python bench/bench_db.py --engines postgresql --json bench/results/db.json
+    .venv/bin/python bench/bench_db.py --engines mysql --data digests       # the hex-digest rows of older runs
 
 It starts its own throwaway PostgreSQL and MariaDB (tests/support/servers.py), generates the data, and
 for each engine times, in the same run and on the same data:
@@ -194,8 +195,167 @@ def ceiling(rep, engine, runs, naive_label, raw_bytes, naive_bytes):
 
 
 # -- data -------------------------------------------------------------------------------------------------
+#
+# Two kinds of rows (--data):
+# - text, the default since 2026-12-07: rows shaped like a Django shop's - names, e-mail addresses, postal
+#   addresses, notes of English words drawn with a skew (the first words of WORDS, the most common ones, most
+#   often, as in real text), a JSON document, a UUID, prices, counts and dates;
+# - digests: the rows of the runs before, mostly hex MD5 digests - a worst case for zstd against gzip (16
+#   symbols and few repeats: zstd -3 gains little on them while gzip spends long searching), kept to compare
+#   with those runs.
 
-PG_SQL = '''
+# The 1042 most common words of English web text, most common first.
+WORDS = '''
+the of and to in is for on that by this with you it not or be are from at as your all have new more an was we will
+home can us about if page my has search free but our one other do no information time they site he up may what which
+their news out use any there see only so his when contact here business who web also now help get pm view online
+first am been would how were me services some these click its like service than find price date back top people had
+list name just over state year day into email two health world re next used go work last most products music buy
+data make them should product system post her city add policy number such please available copyright support message
+after best software then jan good video well where info rights public books high school through each links she
+review years order very privacy book items company read group need many user said does set under general research
+university january mail full map reviews program life know games way days management part could great united hotel
+real item international center ebay must store travel comments made development report off member details line terms
+before hotels did send right type because local those using results office education national car design take posted
+internet address community within states area want phone dvd shipping reserved subject between forum family long
+based code show even black check special prices website index being women much sign file link open today technology
+south case project same pages uk version section own found sports house related security both county american photo
+game members power while care network down computer systems three total place end following download him without per
+access think north resources current posts big media law control water history pictures size art personal since
+including guide shop directory board location change white text small rating rate government children during usa
+return students shopping account times sites level digital profile previous form events love old john main call
+hours image department title description non insurance another why shall property class still money quality every
+listing content country private little visit save tools low reply customer december compare movies include college
+value article york man card jobs provide food source author different press learn sale around print course job
+canada process teen room stock training too credit point join science men categories advanced west sales look
+english left team estate box conditions select windows photos gay thread week category note live large gallery table
+register however june october november market library really action start series model features air industry plan
+human provided yes required second hot accessories cost movie forums march la september better say questions july
+yahoo going medical test friend come dec server pc study application cart staff articles san feedback again play
+looking issues april never users complete street topic comment financial things working against standard tax person
+below mobile less got blog party payment equipment login student let programs offers legal above recent park stores
+side act problem red give memory performance social august quote language story sell options experience rates create
+key body young america important field few east paper single age activities club example girls additional password
+latest something road gift question changes night ca hard texas oct pay four poker status browse issue range
+building seller court february always result audio light write war nov offer blue groups al easy given files event
+release analysis request fax china making picture needs possible might professional yet month major star areas
+future space committee hand sun cards problems london washington meeting become interest id child keep enter
+california share similar garden schools million added reference companies listed baby learning energy run delivery
+net popular term film stories put computers journal reports co try welcome central images president notice god
+original head radio until cell color self council away includes track australia discussion archive once others
+entertainment agreement format least society months log safety friends sure faq trade edition cars messages
+marketing tell further updated association able having provides david fun already green studies close common drive
+specific several gold feb living sep collection called short arts lot ask display limited powered solutions means
+director daily beach past natural whether due et electronics five upon period planning database says official
+weather mar land average done technical window france pro region island record direct microsoft conference
+environment records st district calendar costs style url front statement update parts aug ever downloads early miles
+sound resource present applications either ago document word works material bill apr written talk federal hosting
+rules final adult tickets thing centre requirements via cheap kids finance true minutes else mark third rock gifts
+europe reading topics bad individual tips plus auto cover usually edit together videos percent fast function fact
+unit getting global tech meet far economic en player projects lyrics often subscribe submit germany amount watch
+included feel though bank risk thanks everything deals various words linux jul production commercial james weight
+town heart advertising received choose treatment newsletter archives points knowledge magazine error camera jun girl
+currently construction toys registered clear golf receive domain methods chapter makes protection policies loan wide
+beauty manager india position taken sort listings models michael known half cases step engineering florida simple
+quick none wireless license paul friday lake whole annual published later basic sony shows corporate google church
+method purchase customers active response practice hardware figure materials fire holiday chat enough designed along
+among death writing speed html countries loss face brand discount higher effects created remember standards oil bit
+yellow political increase advertise kingdom base near environmental thought stuff french storage oh japan doing
+loans shoes entry stay nature orders availability africa summary turn mean growth notes agency king monday european
+activity copy although drug pics western income force cash employment overall bay river commission ad package
+contents seen players engine port album regional stop supplies started administration bar institute views plans
+double dog build screen exchange types soon sponsored lines electronic continue across benefits needed season apply
+someone held ny anything printer condition effective believe organization effect asked eur mind sunday selection
+'''.split()
+
+
+# rows per MiB asked for --data text, measured: 2000 gave 80 MiB for 64 (pg_database_size), 3000 gave 73 MiB
+# of InnoDB for 64
+PER_MIB_PG = 1750
+PER_MIB_MY = 2650
+
+
+def pg_word(seed):
+    """SQL for one of WORDS (the array ``w`` of the query) chosen by the integer expression ``seed``."""
+    return ("w[1 + floor(power(((hashint8((%s)::bigint) & 2147483647) %% 10007) / 10007.0::float8, 2) * %d)::int]"
+            % (seed, len(WORDS)))
+
+
+def my_word(seed):
+    return "ELT(1 + FLOOR(POW((CRC32(%s) %% 10007) / 10007, 2) * %d), %s)" % (
+        seed, len(WORDS), ', '.join("'%s'" % w for w in WORDS))
+
+
+def pg_words(seed, count):
+    return "concat_ws(' ', %s)" % ', '.join(pg_word('(%s) * 64 + %d' % (seed, k)) for k in range(count))
+
+
+def my_words(seed, count):
+    return "CONCAT_WS(' ', %s)" % ', '.join(my_word('(%s) * 64 + %d' % (seed, k)) for k in range(count))
+
+
+def pg_text_sql(n):
+    """The text rows: customers, products, orders and order lines for ``n`` orders."""
+    c, p = n // 20, n // 50
+    words = "(SELECT ARRAY[%s]::text[] AS w) words" % ', '.join("'%s'" % w for w in WORDS)
+    return '''
+CREATE TABLE customer (id bigserial PRIMARY KEY, email varchar(254) UNIQUE, first_name varchar(150),
+                       last_name varchar(150), date_joined timestamptz, is_active boolean);
+CREATE TABLE product (id bigserial PRIMARY KEY, sku varchar(32) UNIQUE, title varchar(200), description text,
+                      price numeric(10,2), image bytea);
+CREATE TABLE "order" (id bigserial PRIMARY KEY, uuid uuid, customer_id bigint REFERENCES customer(id),
+                      status varchar(10), total numeric(10,2), created timestamptz, shipping_address varchar(255),
+                      note text, metadata jsonb);
+CREATE TABLE order_line (id bigserial PRIMARY KEY, order_id bigint REFERENCES "order"(id),
+                         product_id bigint REFERENCES product(id), quantity int, unit_price numeric(10,2));
+INSERT INTO customer(email, first_name, last_name, date_joined, is_active)
+    SELECT {w1} || '.' || {w2} || g || '@example.org', initcap({w1}), initcap({w2}),
+           now() - g * interval '1 minute', g % 7 > 0 FROM generate_series(1, {c}) g, {words};
+INSERT INTO product(sku, title, price, description, image)
+    SELECT 'SKU-' || g, initcap({title}), (hashint8(g) & 65535) / 100.0, {description},
+           decode(md5(g::text) || md5((g + 1)::text), 'hex') FROM generate_series(1, {p}) g, {words};
+INSERT INTO "order"(uuid, customer_id, status, total, created, shipping_address, note, metadata)
+    SELECT md5(g::text)::uuid, g % {c} + 1, (ARRAY['new', 'paid', 'shipped', 'refunded'])[g % 4 + 1],
+           (hashint8(g) & 1048575) / 100.0, now() - g * interval '1 second',
+           ((hashint8(g) & 255) + 1) || ' ' || initcap({w1}) || ' Street, ' || lpad(((hashint8(g + 1) & 65535) % 99999)::text, 5, '0')
+               || ' ' || initcap({w3}),
+           {note},
+           jsonb_build_object('source', (ARRAY['web', 'app', 'pos'])[g % 3 + 1], 'campaign', {w2} || '-' || g % 97,
+                              'items', g % 9 + 1, 'gift', g % 5 = 0)
+    FROM generate_series(1, {n}) g, {words};
+INSERT INTO order_line(order_id, product_id, quantity, unit_price)
+    SELECT g % {n} + 1, g % {p} + 1, g % 9 + 1, (hashint8(g) & 65535) / 100.0 FROM generate_series(1, {n} * 2) g;
+CREATE INDEX ON "order"(customer_id);
+CREATE INDEX ON "order"(created);
+CREATE INDEX ON order_line(order_id);
+'''.format(n=n, c=c, p=p, words=words, w1=pg_word('g'), w2=pg_word('g + 1'), w3=pg_word('g + 2'),
+               title=pg_words('g', 3), description=pg_words('g', 40), note=pg_words('g', 16))
+
+
+def my_text_sql(n):
+    c = max(1000, n // 20)
+    return '''
+CREATE TABLE customer (id BIGINT PRIMARY KEY AUTO_INCREMENT, email VARCHAR(254) UNIQUE, first_name VARCHAR(150),
+                       last_name VARCHAR(150), date_joined DATETIME(6), is_active TINYINT(1)) ENGINE=InnoDB;
+CREATE TABLE `order` (id BIGINT PRIMARY KEY AUTO_INCREMENT, uuid CHAR(32), customer_id BIGINT, status VARCHAR(10),
+                      total DECIMAL(10,2), created DATETIME(6), shipping_address VARCHAR(255), note LONGTEXT,
+                      metadata LONGTEXT, INDEX (customer_id), INDEX (created)) ENGINE=InnoDB;
+INSERT INTO customer(email, first_name, last_name, date_joined, is_active)
+    SELECT CONCAT({w1}, '.', {w2}, seq, '@example.org'), {w1}, {w2}, NOW(6) - INTERVAL seq MINUTE, seq % 7 > 0
+    FROM seq_1_to_{c};
+INSERT INTO `order`(uuid, customer_id, status, total, created, shipping_address, note, metadata)
+    SELECT MD5(seq), seq % {c} + 1, ELT(seq % 4 + 1, 'new', 'paid', 'shipped', 'refunded'),
+           (CRC32(seq) % 100000) / 100, NOW(6) - INTERVAL seq SECOND,
+           CONCAT(CRC32(seq) % 255 + 1, ' ', {w1}, ' Street, ', LPAD(CRC32(seq + 1) % 99999, 5, '0'), ' ', {w3}),
+           {note},
+           CONCAT('{{"source": "', ELT(seq % 3 + 1, 'web', 'app', 'pos'), '", "campaign": "', {w2}, '-', seq % 97,
+                  '", "items": ', seq % 9 + 1, ', "gift": ', IF(seq % 5 = 0, 'true', 'false'), '}}')
+    FROM seq_1_to_{n}
+'''.format(n=n, c=c, w1=my_word('seq'), w2=my_word('seq + 1'), w3=my_word('seq + 2'), note=my_words('seq', 16))
+
+
+
+PG_DIGESTS_SQL = '''
 CREATE TABLE customer (id bigserial PRIMARY KEY, email text UNIQUE, name text, joined timestamptz);
 CREATE TABLE product (id bigserial PRIMARY KEY, sku text UNIQUE, title text, price numeric(10,2), image bytea);
 CREATE TABLE "order" (id bigserial PRIMARY KEY, customer_id bigint REFERENCES customer(id), status text,
@@ -215,7 +375,7 @@ CREATE INDEX ON "order"(customer_id);
 CREATE INDEX ON order_line(order_id);
 '''
 
-MY_SQL = '''
+MY_DIGESTS_SQL = '''
 CREATE TABLE customer (id BIGINT PRIMARY KEY AUTO_INCREMENT, email VARCHAR(100) UNIQUE, name VARCHAR(100),
                        joined DATETIME) ENGINE=InnoDB;
 CREATE TABLE `order` (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer_id BIGINT, status VARCHAR(10),
@@ -227,22 +387,25 @@ INSERT INTO `order`(customer_id, status, note, placed) SELECT seq % {c} + 1, ELT
 '''
 
 
-def pg_generate(server, db, mib):
+def pg_generate(server, db, mib, kind='text'):
     server.create_database(db)
-    n = max(20000, int(mib * 2720))  # measured: 1950 rows per MiB asked gave 733 MiB for 1024, so 2720 lands near mib
+    # rows per MiB asked, measured: digests 1950 gave 733 MiB for 1024, so 2720 lands near mib; text PER_MIB_PG
+    n = max(20000, int(mib * (2720 if kind == 'digests' else PER_MIB_PG)))
     with server.connect(db) as con:
-        con.execute(PG_SQL.format(n=n))
+        con.execute(PG_DIGESTS_SQL.format(n=n) if kind == 'digests' else pg_text_sql(n))
         con.execute('VACUUM ANALYZE')
     return server.sql('SELECT pg_database_size(%s)', db, (db,))[0][0]
 
 
-def my_generate(server, db, mib):
+def my_generate(server, db, mib, kind='text'):
     server.create_database(db)
-    n = max(10000, int(mib * 4900))  # measured: 3300 per MiB asked gave 332-348 MiB of InnoDB for 512
+    # rows per MiB asked, measured: digests 3300 gave 332-348 MiB of InnoDB for 512; text PER_MIB_MY
+    n = max(10000, int(mib * (4900 if kind == 'digests' else PER_MIB_MY)))
+    sql = MY_DIGESTS_SQL.format(n=n, c=max(1000, n // 20)) if kind == 'digests' else my_text_sql(n)
     con = server.connect(db)
     try:
         with con.cursor() as cur:
-            for stmt in MY_SQL.format(n=n, c=max(1000, n // 20)).split(';'):
+            for stmt in sql.split(';'):
                 if stmt.strip():
                     cur.execute(stmt)
             cur.execute('ANALYZE TABLE customer, `order`')
@@ -273,8 +436,8 @@ def sqlite_generate(path, mib):
 def bench_postgresql(rep, work, args):
     server = PostgresServer(base=tempfile.mkdtemp(prefix='bench-pg-', dir='/tmp')).start()
     try:
-        size = pg_generate(server, 'bench', args.pg_mib)
-        print('postgresql: database of %.0f MiB' % (size / MIB), flush=True)
+        size = pg_generate(server, 'bench', args.pg_mib, args.data)
+        print('postgresql: database of %.0f MiB (%s rows)' % (size / MIB, args.data), flush=True)
         conn = server.conn_args('bench')
         env = dict(os.environ, PGPASSWORD=server.password)
         b = server.bindir
@@ -348,8 +511,8 @@ def bench_postgresql(rep, work, args):
 def bench_mysql(rep, work, args):
     server = MariaDBServer(base=tempfile.mkdtemp(prefix='bench-my-', dir='/tmp')).start()
     try:
-        size = my_generate(server, 'bench', args.my_mib)
-        print('mysql: database of %.0f MiB' % (size / MIB), flush=True)
+        size = my_generate(server, 'bench', args.my_mib, args.data)
+        print('mysql: database of %.0f MiB (%s rows)' % (size / MIB, args.data), flush=True)
         conn = server.conn_args('bench')
         cnf = os.path.join(work, 'my.cnf')
         with open(cnf, 'w', encoding='utf-8') as f:
@@ -454,6 +617,9 @@ def main():
     p.add_argument('--my-mib', type=int, default=512)
     p.add_argument('--sqlite-mib', type=int, default=1024)
     p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--data', choices=['text', 'digests'], default='text',
+                   help='PostgreSQL and MariaDB rows: text (Django-like, the default) or digests (hex MD5s, the '
+                        'rows of the runs before 2026-12-07)')
     p.add_argument('--workdir', default='/var/tmp')
     p.add_argument('--json', help='also write the rows as JSON to this file')
     args = p.parse_args()
