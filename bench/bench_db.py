@@ -329,7 +329,7 @@ CREATE INDEX ON "order"(customer_id);
 CREATE INDEX ON "order"(created);
 CREATE INDEX ON order_line(order_id);
 '''.format(n=n, c=c, p=p, words=words, w1=pg_word('g'), w2=pg_word('g + 1'), w3=pg_word('g + 2'),
-               title=pg_words('g', 3), description=pg_words('g', 40), note=pg_words('g', 16))
+           title=pg_words('g', 3), description=pg_words('g', 40), note=pg_words('g', 16))
 
 
 def my_text_sql(n):
@@ -352,7 +352,6 @@ INSERT INTO `order`(uuid, customer_id, status, total, created, shipping_address,
                   '", "items": ', seq % 9 + 1, ', "gift": ', IF(seq % 5 = 0, 'true', 'false'), '}}')
     FROM seq_1_to_{n}
 '''.format(n=n, c=c, w1=my_word('seq'), w2=my_word('seq + 1'), w3=my_word('seq + 2'), note=my_words('seq', 16))
-
 
 
 PG_DIGESTS_SQL = '''
