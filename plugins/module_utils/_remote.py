@@ -25,8 +25,8 @@ import json
 import os
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    ID_RE, MANIFEST, PARTIAL_SUFFIX, Snapshot, SnapshotError, check_manifest, fsync_dir, hash_file, parse_time,
-    read_manifest, validate_id)
+    ID_RE, MANIFEST, PARTIAL_SUFFIX, Snapshot, SnapshotError, check_manifest, describe_future, format_tolerance,
+    fsync_dir, hash_file, isoformat, parse_time, read_manifest, split_future, utcnow, validate_id, warn_future)
 
 TYPES = ('ssh', 's3')
 
@@ -135,10 +135,11 @@ def complete(entries):
     return out
 
 
-def resolve_remote_id(entries, snapshot_id, host=None, one_host=False):
-    """The remote entry ``snapshot_id`` names (``latest``: the newest complete one; of ``host`` when given, as its
-    manifest records it). ``one_host``: refuse ``latest`` without ``host`` on a store that holds several hosts'
-    snapshots - for a pull, whose ``latest`` would otherwise be whichever host backed up last."""
+def resolve_remote_id(entries, snapshot_id, host=None, one_host=False, now=None):
+    """The remote entry ``snapshot_id`` names (``latest``: the newest complete one that is not future-dated by
+    ``now``, default this host's clock; of ``host`` when given, as its manifest records it). ``one_host``: refuse
+    ``latest`` without ``host`` on a store that holds several hosts' snapshots - for a pull, whose ``latest``
+    would otherwise be whichever host backed up last."""
     done = complete(entries)
     if snapshot_id in (None, '', 'latest'):
         hosts = sorted(set(str(e.manifest.get('host')) for e in done))
@@ -152,7 +153,15 @@ def resolve_remote_id(entries, snapshot_id, host=None, one_host=False):
                               'name the host (from_host) or the snapshot id' % ', '.join(hosts))
         if not done:
             raise RemoteError('the remote store holds no complete snapshot')
-        return done[-1]
+        now = now or utcnow()
+        trusted, future = split_future(done, now)
+        if not trusted:
+            whose = ' of host %s' % host if host else ''
+            raise RemoteError('every complete snapshot on the remote store%s is future-dated - %s - more than %s after '
+                              'this host\'s clock (%s), so latest will not pick one; name the snapshot id, or see '
+                              'docs/troubleshooting.md' % (whose, describe_future(future), format_tolerance(), isoformat(now)))
+        warn_future(future, now, 'latest skips it')
+        return trusted[-1]
     validate_id(snapshot_id)
     for e in done:
         if e.name == snapshot_id:

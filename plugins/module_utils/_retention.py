@@ -9,12 +9,18 @@ others). Kept snapshots carry every reason that keeps them, deleted ones why no 
 
 Calendar rules (hourly ... yearly) keep the newest snapshot of each of the N most recent periods that
 have a snapshot; periods without one do not count. Periods are UTC; weeks are ISO weeks.
+
+A future-dated snapshot (dated more than ``_snapshot.FUTURE_TOLERANCE`` after now: taken while a clock ran
+ahead) is always kept and counts for no rule: by its date it would take the first keep_last place and the
+newest period's bucket, and push the genuinely newest snapshots out.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
+
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import FUTURE_TOLERANCE, isoformat
 
 UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
 _DURATION_RE = re.compile(r'(\d+)\s*([smhdw])')
@@ -123,15 +129,29 @@ def _ordered(snapshots):
     return sorted(snapshots, key=lambda s: (s['time'], s['id']), reverse=True)
 
 
+def _dated(snapshot):
+    """The latest date a snapshot carries (``time`` or ``dated``)."""
+    return max(t for t in (snapshot['time'], snapshot.get('dated')) if t is not None)
+
+
 def plan(snapshots, policy, now, newest_id=None):
-    """Decide for each snapshot (dicts with ``id``, ``time`` (aware datetime) and ``labels``).
+    """Decide for each snapshot (dicts with ``id``, ``time`` (aware datetime, when it was begun: what rules
+    rank by), optional ``dated`` (the latest date it carries, its completion) and ``labels``).
 
     ``newest_id`` is the newest complete snapshot (what ``latest`` resolves to); it is always kept.
-    Returns a list, newest first, of dicts ``id``, ``time``, ``keep`` and ``reasons`` (why it is
-    kept, or why nothing keeps it)."""
-    ordered = _ordered(snapshots)
-    kept = dict((s['id'], []) for s in ordered)
-    why_not = dict((s['id'], []) for s in ordered)
+    Future-dated snapshots are kept and left out of every rule's ranking.
+    Returns a list, newest first, of dicts ``id``, ``time``, ``dated`` (the latest date it carries),
+    ``keep``, ``future_dated`` and ``reasons`` (why it is kept, or why nothing keeps it)."""
+    everything = _ordered(snapshots)
+    kept = dict((s['id'], []) for s in everything)
+    why_not = dict((s['id'], []) for s in everything)
+    future = set()
+    for s in everything:
+        if _dated(s) > now + FUTURE_TOLERANCE:
+            future.add(s['id'])
+            kept[s['id']].append('future-dated: dated %s, more than %s after now; kept, and counted by no rule'
+                                 % (isoformat(_dated(s)), format_duration(FUTURE_TOLERANCE)))
+    ordered = [s for s in everything if s['id'] not in future]
 
     if policy.keep_last:
         for i, s in enumerate(ordered):
@@ -162,7 +182,7 @@ def plan(snapshots, policy, now, newest_id=None):
             else:
                 why_not[s['id']].append('%s %s is beyond the %d most recent' % (name, bucket, count))
 
-    for s in ordered:
+    for s in everything:
         label = policy.label_match(s.get('labels'))
         if label:
             kept[s['id']].append('keep_labels: %s' % label)
@@ -172,10 +192,11 @@ def plan(snapshots, policy, now, newest_id=None):
             kept[s['id']].append('newest complete snapshot')
 
     out = []
-    for s in ordered:
+    for s in everything:
         keep = bool(kept[s['id']])
         reasons = kept[s['id']] if keep else (why_not[s['id']] or ['no rule keeps it'])
-        out.append(dict(id=s['id'], time=s['time'], keep=keep, reasons=reasons))
+        out.append(dict(id=s['id'], time=s['time'], dated=_dated(s), keep=keep, future_dated=s['id'] in future,
+                        reasons=reasons))
     return out
 
 

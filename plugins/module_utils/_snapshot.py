@@ -35,6 +35,8 @@ import socket
 import stat
 import time
 
+from ansible.module_utils.common.warnings import warn
+
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tree import verify_trees
 
 FORMAT = 'djangoops.maintenance.snapshot'
@@ -44,6 +46,13 @@ PARTIAL_SUFFIX = '.partial'
 PARTS_DIR = '.parts'
 BEGUN_FILE = 'BEGUN'
 CHUNK = 1024 * 1024
+# Snapshots are ranked (latest, retention) by the dates they carry, which are the clock of the host that took
+# them. One taken while that clock ran ahead (a VM with a bad RTC, corrected later by NTP) would rank newest
+# until real time caught up - latest would restore it instead of newer snapshots, and retention would keep it
+# and drop newer ones. A snapshot dated more than this after the reading host's clock is "future-dated":
+# latest skips it and retention keeps it without counting it. Minutes, not seconds: clocks that NTP keeps in
+# step differ by far less, and a snapshot pulled from another host right after it was taken stays believable.
+FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
 
 ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
 PART_RE = re.compile(r'^[a-z0-9][a-z0-9_.-]{0,63}$')
@@ -65,6 +74,57 @@ def isoformat(dt):
 
 def parse_time(text):
     return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=datetime.timezone.utc)
+
+
+def manifest_dates(manifest):
+    """The dates a manifest records (created_at, completed_at) that can be read."""
+    out = []
+    for key in ('created_at', 'completed_at'):
+        try:
+            out.append(parse_time(manifest[key]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def future_date(manifest, now=None):
+    """The latest date ``manifest`` records when that is more than FUTURE_TOLERANCE after ``now`` (default this
+    host's clock): the snapshot is future-dated. None for a believable (or unreadable) date."""
+    dates = manifest_dates(manifest or {})
+    if dates and max(dates) > (now or utcnow()) + FUTURE_TOLERANCE:
+        return max(dates)
+    return None
+
+
+def split_future(snapshots, now=None):
+    """``snapshots`` (anything with ``id`` and ``manifest``, order kept) as (the believable ones, (id, date) of
+    the future-dated ones)."""
+    trusted, future = [], []
+    for snap in snapshots:
+        when = future_date(snap.manifest, now)
+        if when is None:
+            trusted.append(snap)
+        else:
+            future.append((snap.id, when))
+    return trusted, future
+
+
+def describe_future(future):
+    """``<id> (dated <date>)`` of each (id, date) of a future-dated snapshot, for messages."""
+    return ', '.join('%s (dated %s)' % (snapshot_id, isoformat(when)) for snapshot_id, when in future)
+
+
+def format_tolerance():
+    return '%dm' % (FUTURE_TOLERANCE.total_seconds() // 60)
+
+
+def warn_future(future, now, consequence):
+    """One Ansible warning (shown with the task, and in its result's ``warnings``) per (id, date) of a
+    future-dated snapshot."""
+    for snapshot_id, when in future:
+        warn('snapshot %s is future-dated - dated %s, more than %s after this host\'s clock (%s) - so %s; '
+             'a clock ran ahead when it was taken (see docs/troubleshooting.md)'
+             % (snapshot_id, isoformat(when), format_tolerance(), isoformat(now), consequence))
 
 
 def new_id(now=None):
@@ -559,10 +619,7 @@ class SnapshotStore(object):
 
     def load(self, snapshot_id):
         if snapshot_id == 'latest':
-            snaps = self.list()
-            if not snaps:
-                raise SnapshotError('there is no complete snapshot in %s' % self.root)
-            return snaps[-1]
+            return self.latest()
         path = self.path_of(snapshot_id)
         if not os.path.isdir(path):
             if os.path.isdir(path + PARTIAL_SUFFIX):
@@ -570,6 +627,22 @@ class SnapshotStore(object):
                                     % (snapshot_id, self.root, snapshot_id, PARTIAL_SUFFIX))
             raise SnapshotError('snapshot %s does not exist in %s' % (snapshot_id, self.root))
         return Snapshot(path, read_manifest(path))
+
+    def latest(self, now=None):
+        """The most recently completed snapshot whose date is believable; warns about each future-dated one it
+        skips, and fails naming them when there is no other."""
+        now = now or utcnow()
+        snaps = self.list()
+        if not snaps:
+            raise SnapshotError('there is no complete snapshot in %s' % self.root)
+        trusted, future = split_future(snaps, now)
+        if not trusted:
+            raise SnapshotError('every complete snapshot in %s is future-dated - %s - more than %s after this host\'s '
+                                'clock (%s), so latest will not pick one; name the snapshot id, or see '
+                                'docs/troubleshooting.md'
+                                % (self.root, describe_future(future), format_tolerance(), isoformat(now)))
+        warn_future(future, now, 'latest skips it')
+        return trusted[-1]
 
     def entries(self):
         """Everything under the root: (name, kind) with kind complete | partial | invalid."""

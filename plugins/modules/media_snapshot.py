@@ -302,6 +302,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._age import 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import resolve_compression
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import display
 from ansible_collections.djangoops.maintenance.plugins.module_utils._rsync import find_rsync, version
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import split_future
 
 DIFF_PATHS = 1000
 
@@ -314,7 +315,8 @@ class MediaSnapshotManager(Manager):
         complete = None
         if not p['allow_empty']:
             complete = store.list()
-            _media.refuse_emptied(plans, complete)
+            # The newest snapshot by a believable date (a future-dated one would hide a newer one's count).
+            _media.refuse_emptied(plans, split_future(complete)[0] or complete)
         encryption = encryption_options(p['encrypt_recipients'])
         if encryption:
             return self.archive(store, plans, snapshot_id, part_name, labels, encryption)

@@ -18,12 +18,17 @@ description:
     and listing digest, and every file against C(SHA256SUMS) when the snapshot has one.
   - Media parts show their apparent size and, with O(disk_usage=true), the disk they occupy after hard links and
     the part of it no other snapshot shares (what deleting the snapshot would free).
+  - Flags future-dated snapshots - whose manifest dates them more than 5 minutes after this host's clock, because a
+    clock ran ahead when they were taken (a VM with a bad RTC, corrected later by NTP). V(latest) never resolves to
+    one (else a restore of V(latest) would take it rather than the genuinely newest snapshot), and each one is
+    warned about. See RV(future_dated).
 extends_documentation_fragment:
   - djangoops.maintenance.snapshot
 options:
   snapshot_id:
     description:
-      - Show only this snapshot (V(latest) for the most recent). Fails when it does not exist.
+      - Show only this snapshot (V(latest) for the most recent one that is not future-dated). Fails when it does
+        not exist, and for V(latest) when every snapshot is future-dated.
     type: str
   verify:
     description:
@@ -98,6 +103,9 @@ snapshots:
     status:
       description: V(complete), or after verification V(verified) or V(damaged).
       type: str
+    future_dated:
+      description: Whether the snapshot is future-dated (see RV(future_dated)).
+      type: bool
     problems:
       description: What verification found wrong.
       type: list
@@ -106,9 +114,18 @@ snapshots:
       description: The whole manifest, with O(full_manifest=true).
       type: dict
 latest:
-  description: Id of the most recently completed snapshot, or null when there is none.
+  description:
+    - Id of the most recently completed snapshot that is not future-dated, or null when there is none.
   returned: always
   type: str
+future_dated:
+  description:
+    - Ids of the future-dated snapshots, oldest first - dated more than 5 minutes after this host's clock, so taken
+      while a clock ran ahead. RV(latest) skips them and retention keeps them without counting them; once you know
+      what one holds, restore it by its id or delete it.
+  returned: always
+  type: list
+  elements: str
 incomplete:
   description: Entries under the root that are not complete snapshots (C(*.partial), no manifest, unreadable).
   returned: always
@@ -129,7 +146,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import run_manager
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    SnapshotError, SnapshotStore, read_manifest, summarize)
+    SnapshotError, SnapshotStore, future_date, read_manifest, split_future, summarize, utcnow, warn_future)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tree import disk_usage
 
 
@@ -140,11 +157,18 @@ class SnapshotInfoManager(object):
 
     def run(self):
         store = SnapshotStore(self.p['snapshot_root'])
+        now = utcnow()
         complete = store.list()
-        snaps = [store.load(self.p['snapshot_id'])] if self.p['snapshot_id'] else complete
+        trusted, future = split_future(complete, now)
+        if self.p['snapshot_id'] == 'latest':
+            snaps = [store.latest(now)]  # it warns about the future-dated snapshots it skips
+        else:
+            warn_future(future, now, 'latest skips it')
+            snaps = [store.load(self.p['snapshot_id'])] if self.p['snapshot_id'] else complete
         listed, damaged = [], []
         for snap in snaps:
             entry = summarize(snap)
+            entry['future_dated'] = future_date(snap.manifest, now) is not None
             if self.p['disk_usage']:
                 self.add_disk_usage(snap, entry)
             if self.p['verify']:
@@ -170,8 +194,9 @@ class SnapshotInfoManager(object):
                     continue
             reason = 'still being written, or interrupted' if kind == 'partial' else 'no manifest.json'
             incomplete.append(dict(name=name, path=full, reason=reason, mtime=int(os.stat(full).st_mtime)))
-        latest = complete[-1].id if complete else None
-        return dict(changed=False, snapshots=listed, latest=latest, incomplete=incomplete, damaged=damaged)
+        latest = trusted[-1].id if trusted else None
+        return dict(changed=False, snapshots=listed, latest=latest, future_dated=[i for i, dummy in future],
+                    incomplete=incomplete, damaged=damaged)
 
     @staticmethod
     def add_disk_usage(snap, entry):

@@ -20,6 +20,12 @@ description:
   - Never deletes the newest complete snapshot (what V(latest) resolves to), snapshots pinned by O(keep_labels)
     or named in O(keep_ids). Directories that are not snapshots, and snapshots whose manifest cannot be read,
     are never touched.
+  - Never deletes a future-dated snapshot either - one whose manifest dates it more than 5 minutes after this
+    host's clock, because a clock ran ahead when it was taken (a VM with a bad RTC, corrected later by NTP).
+    Ranked by its date it would stay the newest until real time caught up with it, take the first O(keep_last)
+    place and the newest period of every calendar rule, and push the genuinely newest snapshots out. So it is
+    kept, counts for no rule (the others are ranked as if it were not there), is listed in RV(future_dated) and
+    warned about. Delete it yourself once you know what it holds (see docs/troubleshooting.md).
   - Returns every kept and deleted snapshot id with the reasons; in check mode, deletes nothing and reports what
     it would delete.
   - A snapshot is deleted by renaming it to C(<id>.partial) first, so a deletion interrupted midway never
@@ -91,6 +97,16 @@ deleted:
   elements: dict
   sample: [{id: 20261001T040512Z-a1b2c3, created_at: '2026-10-01T04:05:12.000000Z',
             reasons: ['older than 7d', 'daily 2026-10-01 is beyond the 14 most recent']}]
+future_dated:
+  description:
+    - Future-dated snapshots (dated more than 5 minutes after this host's clock), newest first. They are kept and
+      listed in RV(kept) too, but counted by no rule; each one is also warned about.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{id: 20270106T040512Z-x8f2m1, created_at: '2027-01-06T04:05:12.000000Z',
+            reasons: ['future-dated: dated 2027-01-06T04:05:42.000000Z, more than 5m after now; kept, and counted by
+                       no rule']}]
 partials_removed:
   description: Incomplete snapshots removed (in check mode, that would be), with their age in seconds.
   returned: always
@@ -122,7 +138,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._module_supp
 from ansible_collections.djangoops.maintenance.plugins.module_utils._retention import (
     plan, stale_partials)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
-    SnapshotError, SnapshotStore, parse_time, read_manifest)
+    SnapshotError, SnapshotStore, manifest_dates, parse_time, read_manifest, split_future, warn_future)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_remove import (
     delete_snapshot, partial_activity, remove_tree)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tree import disk_usage
@@ -134,9 +150,11 @@ class SnapshotPruneManager(Manager):
         store = SnapshotStore(self.p['snapshot_root'])
         now = datetime.datetime.now(datetime.timezone.utc)
         snaps, partials, ignored = self.survey(store)
-        complete = store.list()
-        newest = complete[-1].id if complete else None
+        trusted = split_future(store.list(), now)[0]
+        newest = trusted[-1].id if trusted else None
         decisions = plan(snaps, policy, now, newest_id=newest)
+        warn_future([(d['id'], d['dated']) for d in decisions if d['future_dated']], now,
+                    'the prune keeps it and counts it for no retention rule')
         doomed = [d for d in decisions if not d['keep']]
         stale = stale_partials(partials, max_age, now) if self.p['remove_partials'] else []
         stale_names = set(s['name'] for s in stale)
@@ -147,6 +165,7 @@ class SnapshotPruneManager(Manager):
             changed=bool(doomed or stale),
             kept=[self.entry(d) for d in decisions if d['keep']],
             deleted=[self.entry(d) for d in doomed],
+            future_dated=[self.entry(d) for d in decisions if d['future_dated']],
             partials_removed=stale,
             partials_kept=[p['name'] for p in partials if p['name'] not in stale_names],
             ignored=ignored,
@@ -192,7 +211,8 @@ class SnapshotPruneManager(Manager):
             except (SnapshotError, KeyError, ValueError, TypeError):
                 ignored.append(name)
                 continue
-            snaps.append(dict(id=name, time=when, labels=manifest.get('labels') or {}))
+            snaps.append(dict(id=name, time=when, dated=max(manifest_dates(manifest) + [when]),
+                              labels=manifest.get('labels') or {}))
         return snaps, partials, ignored
 
 

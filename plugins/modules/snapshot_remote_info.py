@@ -17,12 +17,16 @@ description:
     backup host hashes its files itself (C(sha256sum)), media trees against their C(SHA256SUMS) when the snapshot
     has one. S3 - every object is downloaded (streaming, nothing kept) and hashed, and compared with the object
     index and the manifest. Encrypted snapshots are verified without any key.
+  - Flags future-dated snapshots - whose manifest dates them more than 5 minutes after the clock of the host
+    running this task, because a clock ran ahead when they were taken. V(latest) never resolves to one, and each
+    one is warned about. See RV(future_dated).
 extends_documentation_fragment:
   - djangoops.maintenance.remote
 options:
   snapshot_id:
     description:
-      - Show only this snapshot (V(latest) for the most recent). Fails when it is not there.
+      - Show only this snapshot (V(latest) for the most recent one that is not future-dated). Fails when it is not
+        there, and for V(latest) when every snapshot is future-dated.
     type: str
   verify:
     description:
@@ -99,6 +103,9 @@ snapshots:
     status:
       description: V(complete), or with O(verify=true) V(verified) or V(damaged).
       type: str
+    future_dated:
+      description: Whether the snapshot is future-dated (see RV(future_dated)).
+      type: bool
     problems:
       description: With O(verify=true), what is wrong with it.
       type: list
@@ -107,9 +114,17 @@ snapshots:
       description: With O(full_manifest=true), the whole manifest.
       type: dict
 latest:
-  description: Id of the newest complete snapshot, or null.
+  description: Id of the newest complete snapshot that is not future-dated, or null.
   returned: always
   type: str
+future_dated:
+  description:
+    - Ids of the future-dated snapshots, oldest first - dated more than 5 minutes after this host's clock, so taken
+      while a clock ran ahead. RV(latest) skips them and M(djangoops.maintenance.snapshot_remote_prune) keeps them
+      without counting them.
+  returned: always
+  type: list
+  elements: str
 incomplete:
   description: Names on the store that are not complete snapshots, with why and (epoch) when they last changed.
   returned: always
@@ -133,6 +148,8 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._module_supp
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import (
     complete, open_remote, remote_argument_spec, resolve_remote_id, summary)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
+    future_date, split_future, utcnow, warn_future)
 
 
 class SnapshotRemoteInfoManager(object):
@@ -145,11 +162,16 @@ class SnapshotRemoteInfoManager(object):
         with private_dir() as secrets:
             remote = open_remote(self.p['remote'], secrets, self.commands.append)
             entries = remote.entries()
+            now = utcnow()
             done = complete(entries)
-            listed = [resolve_remote_id(entries, self.p['snapshot_id'])] if self.p['snapshot_id'] else done
+            trusted, future = split_future(done, now)
+            if self.p['snapshot_id'] != 'latest':  # resolving latest warns about the future-dated ones it skips
+                warn_future(future, now, 'latest skips it')
+            listed = [resolve_remote_id(entries, self.p['snapshot_id'], now=now)] if self.p['snapshot_id'] else done
             snapshots, damaged = [], []
             for entry in listed:
                 item = summary(entry)
+                item['future_dated'] = future_date(entry.manifest, now) is not None
                 if self.p['verify']:
                     problems = remote.verify(entry)
                     item['status'] = 'damaged' if problems else 'verified'
@@ -167,7 +189,8 @@ class SnapshotRemoteInfoManager(object):
                                    else 'not a snapshot of this collection')
             incomplete.append(dict(name=e.name, kind=e.kind, reason=reason, mtime=e.mtime))
         return dict(changed=False, remote=remote.describe(), snapshots=snapshots,
-                    latest=done[-1].name if done else None, incomplete=incomplete, damaged=damaged,
+                    latest=trusted[-1].name if trusted else None, future_dated=[i for i, dummy in future],
+                    incomplete=incomplete, damaged=damaged,
                     commands=self.commands)
 
 

@@ -20,6 +20,9 @@ description:
     C(<id>.partial) before removing it; S3 deletes the manifest first. Incomplete copies (interrupted pushes)
     older than O(partial_max_age) are removed (S3 - their objects and unfinished multipart uploads).
   - Snapshots whose manifest cannot be read and names that are not snapshots are never touched.
+  - Future-dated snapshots - whose manifest dates them more than 5 minutes after the clock of the host running
+    this task, because a clock ran ahead when they were taken - are never deleted and count for no rule, as with
+    M(djangoops.maintenance.snapshot_prune). They are listed in RV(future_dated) and warned about.
 extends_documentation_fragment:
   - djangoops.maintenance.remote
   - djangoops.maintenance.retention
@@ -77,6 +80,13 @@ deleted:
   returned: always
   type: list
   elements: dict
+future_dated:
+  description:
+    - Future-dated snapshots (dated more than 5 minutes after this host's clock), newest first. They are kept and
+      listed in RV(kept) too, but counted by no rule; each one is also warned about.
+  returned: always
+  type: list
+  elements: dict
 partials_removed:
   description: Incomplete copies removed (in check mode, that would be), with their age in seconds.
   returned: always
@@ -110,6 +120,8 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._remote impo
     open_remote, remote_argument_spec, snapshot_time)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._retention import (
     plan, stale_partials)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
+    future_date, manifest_dates, warn_future)
 
 
 class SnapshotRemotePruneManager(Manager):
@@ -133,7 +145,9 @@ class SnapshotRemotePruneManager(Manager):
                 try:
                     if e.kind != 'complete' or e.manifest is None:
                         raise ValueError(e.problem)
-                    item = dict(id=e.name, time=snapshot_time(e), labels=e.manifest.get('labels') or {})
+                    when = snapshot_time(e)
+                    item = dict(id=e.name, time=when, dated=max(manifest_dates(e.manifest) + [when]),
+                                labels=e.manifest.get('labels') or {})
                 except (KeyError, ValueError, TypeError):
                     ignored.append(e.name)
                     continue
@@ -142,15 +156,20 @@ class SnapshotRemotePruneManager(Manager):
             decisions = []
             for host in sorted(groups, key=str):
                 snaps = groups[host]
-                newest = max(snaps, key=lambda s: (by_name[s['id']].completed_at(), s['id']))['id']
+                believable = [s for s in snaps if future_date(by_name[s['id']].manifest, now) is None]
+                newest = max(believable, key=lambda s: (by_name[s['id']].completed_at(), s['id']))['id'] \
+                    if believable else None
                 decisions += plan(snaps, policy, now, newest_id=newest)
             decisions.sort(key=lambda d: (d['time'], d['id']), reverse=True)
+            warn_future([(d['id'], d['dated']) for d in decisions if d['future_dated']], now,
+                        'the prune keeps it and counts it for no retention rule')
             doomed = [d for d in decisions if not d['keep']]
             stale = stale_partials(partials, max_age, now) if self.p['remove_partials'] else []
             stale_names = set(s['name'] for s in stale)
             result = dict(changed=bool(doomed or stale), remote=remote.describe(),
                           kept=[self.entry(d) for d in decisions if d['keep']],
-                          deleted=[self.entry(d) for d in doomed], partials_removed=stale,
+                          deleted=[self.entry(d) for d in doomed],
+                          future_dated=[self.entry(d) for d in decisions if d['future_dated']], partials_removed=stale,
                           partials_kept=[x['name'] for x in partials if x['name'] not in stale_names],
                           ignored=ignored, commands=self.commands)
             if self.module._diff:

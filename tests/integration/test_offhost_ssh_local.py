@@ -25,9 +25,11 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils import _remo
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import ToolError, private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import RemoteError
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
+from support.clock_ahead import clock_ahead, warned
 from support.media_tree import make_rich_tree, write
 from support.modules import run_module
 from support.pulls import assert_a_second_pull_is_refused
+from support.rig import SSHD_COMMON_CONFIG
 from support.sqlite_data import make_shop
 
 SSHD = '/usr/sbin/sshd'
@@ -36,17 +38,7 @@ SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 _CONFIG = """\
 ListenAddress 127.0.0.1:{port}
-HostKey {dir}/host_key
-PidFile {dir}/sshd.pid
-AuthorizedKeysFile {dir}/authorized_keys
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
+""" + SSHD_COMMON_CONFIG + """\
 ForceCommand {dir}/session
 """
 _SESSION = """#!/bin/sh
@@ -88,7 +80,9 @@ class LoopbackSshd(object):
         for tool in ('sha256sum', 'stat'):
             self._script(os.path.join('slowbin', tool), _SLOW_TOOL)
         with open(os.path.join(self.dir, 'sshd_config'), 'w', encoding='ascii') as f:
-            f.write(_CONFIG.format(port=self.port, dir=self.dir))
+            f.write(_CONFIG.format(port=self.port, dir=self.dir, host_key=os.path.join(self.dir, 'host_key'),
+                                   pidfile=os.path.join(self.dir, 'sshd.pid'),
+                                   authorized_keys=os.path.join(self.dir, 'authorized_keys')))
         os.makedirs('/run/sshd', exist_ok=True)
         with open(os.path.join(self.dir, 'sshd.log'), 'ab') as log:
             self.proc = subprocess.Popen([SSHD, '-D', '-e', '-f', os.path.join(self.dir, 'sshd_config')],
@@ -388,3 +382,47 @@ def test_a_snapshot_whose_media_holds_no_file_is_pushed_and_verifies(sshd, tmp_p
     assert not pushed.failed and pushed['copied'] == [m['snapshot_id']], pushed
     assert os.listdir(str(backup)) == [m['snapshot_id']]
     assert verified(sshd.remote(backup), m['snapshot_id']) == (True, [])
+
+
+def test_a_future_dated_snapshot_on_the_backup_host_is_never_latest_and_never_pruned(sshd, tmp_path):
+    """Pushed from a host whose clock ran a month ahead: the remote latest (a pull, remote info) skips it,
+    or refuses when nothing else is there, and the remote prune keeps it without counting it."""
+    shop = str(tmp_path / 'app' / 'db.sqlite3')
+    os.makedirs(os.path.dirname(shop))
+    make_shop(shop, customers=20, products=5, orders=20)
+    root = str(tmp_path / 'snaps')
+    ids = {}
+    for name in ('oldest', 'ahead', 'newest'):
+        r = run_module('db_snapshot', dict(engine='sqlite', database=shop, snapshot_root=root))
+        assert not r.failed, r
+        ids[name] = r['snapshot_id']
+        if name == 'ahead':
+            ids['ahead'], ahead_date = clock_ahead(root, r['snapshot_id'])
+    backup = tmp_path / 'backup'
+    pushed = copy(root, sshd.remote(backup), snapshot_id='all')
+    assert not pushed.failed and sorted(pushed['copied']) == sorted(ids.values()), pushed
+
+    info = run_module('snapshot_remote_info', dict(remote=sshd.remote(backup)))
+    assert not info.failed, info
+    assert info['latest'] == ids['newest'] and info['future_dated'] == [ids['ahead']], info
+    assert [s['id'] for s in info['snapshots'] if s['future_dated']] == [ids['ahead']]
+    assert warned(info, ids['ahead'], ahead_date), info.get('warnings')
+    one = run_module('snapshot_remote_info', dict(remote=sshd.remote(backup), snapshot_id='latest'))
+    assert [s['id'] for s in one['snapshots']] == [ids['newest']], one
+    assert len(warned(one, ids['ahead'], ahead_date)) == 1, one.get('warnings')
+
+    pulled = copy(str(tmp_path / 'here'), sshd.remote(backup), direction='pull')
+    assert not pulled.failed and pulled['snapshot_id'] == ids['newest'], pulled
+    assert warned(pulled, ids['ahead'], ahead_date), pulled.get('warnings')
+
+    pruned = run_module('snapshot_remote_prune', dict(keep_last=1, remote=sshd.remote(backup)))
+    assert not pruned.failed, pruned
+    assert [d['id'] for d in pruned['deleted']] == [ids['oldest']], pruned
+    assert [f['id'] for f in pruned['future_dated']] == [ids['ahead']]
+    assert sorted(os.listdir(str(backup))) == sorted([ids['ahead'], ids['newest']])
+    assert warned(pruned, ids['ahead'], ahead_date), pruned.get('warnings')
+
+    shutil.rmtree(str(backup / ids['newest']))
+    refused = copy(str(tmp_path / 'elsewhere'), sshd.remote(backup), direction='pull')
+    assert refused.failed and 'future-dated' in refused['msg'] and ids['ahead'] in refused['msg'], refused
+    assert not os.path.exists(str(tmp_path / 'elsewhere' / ids['ahead']))

@@ -55,9 +55,10 @@ SSH_OPTIONS = (
     'LogLevel=ERROR',
 )
 
-_SSHD_CONFIG = """\
-# sshd of fleet-rig host {name} (rig {rig_id})
-ListenAddress {address}:22
+# What every test sshd (the rig's hosts, the loopback backup host of test_offhost_ssh_local.py) has besides its
+# listen address and its own extras: its files, and root logs in by key only, with no PAM, no checks of the
+# files' modes (they live in test directories) and no DNS lookups. A str.format template.
+SSHD_COMMON_CONFIG = """\
 HostKey {host_key}
 PidFile {pidfile}
 AuthorizedKeysFile {authorized_keys}
@@ -69,6 +70,12 @@ UsePAM no
 StrictModes no
 UseDNS no
 PrintMotd no
+"""
+
+_SSHD_CONFIG = """\
+# sshd of fleet-rig host {name} (rig {rig_id})
+ListenAddress {address}:22
+""" + SSHD_COMMON_CONFIG + """\
 PrintLastLog no
 X11Forwarding no
 AcceptEnv LANG LC_*

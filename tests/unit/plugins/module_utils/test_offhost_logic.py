@@ -6,6 +6,7 @@ manifest parsing, which snapshot a name resolves to, link-dest candidates, SSH a
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 
@@ -15,7 +16,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils import _age,
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import input_chain, output_chain
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote_ssh import SshStore
-from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import Snapshot
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import Snapshot, isoformat
 
 AGE_KEY = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'
 SSH_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0d1u2cRkF0p8sVn1d4oG9a8a3m8c1JYkYhB2n8N3h ops@example'
@@ -146,3 +147,21 @@ def test_ssh_store_argv_and_refusals():
             SshStore(dict(base, host='a b'), secrets, lambda c: None)
         with pytest.raises(_remote.RemoteError, match='needs remote.host'):
             SshStore(dict(base, host=None), secrets, lambda c: None)
+
+
+def test_latest_on_a_remote_store_skips_future_dated_snapshots():
+    # by this host's clock: a2 is a day old, ahead was written by web1 while its clock ran a month ahead
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    entries = [entry('a1', host='web1', completed=isoformat(now - 2 * day)),
+               entry('a2', host='web1', completed=isoformat(now - day)),
+               entry('ahead', host='web1', completed=isoformat(now + 30 * day)),
+               entry('b1', host='web2', completed=isoformat(now + 40 * day))]
+    assert _remote.resolve_remote_id(entries, 'latest', host='web1').name == 'a2'
+    assert _remote.resolve_remote_id(entries, 'latest').name == 'a2'
+    assert _remote.resolve_remote_id(entries, 'ahead').name == 'ahead', 'an id is an id'
+    with pytest.raises(_remote.RemoteError) as e:
+        _remote.resolve_remote_id(entries, 'latest', host='web2')
+    assert str(e.value).startswith('every complete snapshot on the remote store of host web2 is future-dated - b1 '
+                                   '(dated %s) - more than 5m after this host\'s clock (' % isoformat(now + 40 * day))
+    assert str(e.value).endswith("), so latest will not pick one; name the snapshot id, or see docs/troubleshooting.md")

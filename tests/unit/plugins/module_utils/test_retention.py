@@ -166,3 +166,50 @@ def test_stale_partials():
                 dict(name='b.partial', time=NOW - datetime.timedelta(hours=23)),
                 dict(name='c.partial', time=NOW + datetime.timedelta(hours=1))]
     assert stale_partials(partials, parse_duration('1d'), NOW) == [dict(name='a.partial', age_seconds=25 * 3600)]
+
+
+def test_a_future_dated_snapshot_is_kept_and_counts_for_no_rule():
+    # Taken while the host's clock ran a month ahead: by its date it is the newest, and it would fill
+    # the first keep_last place and the newest daily bucket, pushing the genuinely newest ones out.
+    ahead = snap(NOW + datetime.timedelta(days=30))
+    snaps = daily_set(days=5) + [ahead]
+    newest = snaps[0]['id']
+    decisions = plan(snaps, Policy(keep_last=2, keep_daily=3, keep_within='1h'), NOW, newest_id=newest)
+    assert kept_ids(decisions) == set([ahead['id']] + [s['id'] for s in snaps[:3]])
+    by_id = dict((d['id'], d) for d in decisions)
+    assert by_id[ahead['id']]['future_dated'] is True and by_id[ahead['id']]['keep'] is True
+    assert by_id[ahead['id']]['reasons'] == [
+        'future-dated: dated 2025-07-30T12:00:00.000000Z, more than 5m after now; kept, and counted by no rule']
+    assert by_id[newest]['reasons'] == ['keep_last: 1 of the last 2', 'keep_daily: newest of 2025-06-30 (1 of 3)',
+                                        'newest complete snapshot']
+    assert by_id[snaps[1]['id']]['reasons'] == ['keep_last: 2 of the last 2',
+                                                'keep_daily: newest of 2025-06-29 (2 of 3)']
+    assert not any(d['future_dated'] for d in decisions if d['id'] != ahead['id'])
+    assert decisions[0]['id'] == ahead['id'], 'still listed newest first, by its date'
+
+
+def test_future_dated_is_beyond_the_tolerance_and_checks_every_date():
+    within = snap(NOW + datetime.timedelta(minutes=4))           # a clock a little fast: believable
+    beyond = snap(NOW + datetime.timedelta(minutes=6))
+    late_finish = dict(snap(NOW - datetime.timedelta(hours=1)), dated=NOW + datetime.timedelta(days=1))
+    decisions = plan([within, beyond, late_finish], Policy(keep_last=1), NOW)
+    by_id = dict((d['id'], d) for d in decisions)
+    assert by_id[within['id']]['future_dated'] is False
+    assert by_id[within['id']]['reasons'] == ['keep_last: 1 of the last 1']
+    assert by_id[beyond['id']]['future_dated'] is True
+    assert by_id[late_finish['id']]['future_dated'] is True, 'completed after the clock jumped ahead'
+    assert by_id[late_finish['id']]['reasons'][0].startswith('future-dated: dated 2025-07-01T12:00:00.000000Z')
+
+
+def test_a_future_dated_snapshot_keeps_its_pins_and_takes_no_keep_last_place():
+    ahead = snap(NOW + datetime.timedelta(days=2), pinned='true')
+    snaps = daily_set(days=3) + [ahead]
+    decisions = plan(snaps, Policy(keep_last=1, keep_labels={'pinned': 'true'}), NOW, newest_id=snaps[0]['id'])
+    by_id = dict((d['id'], d) for d in decisions)
+    assert by_id[ahead['id']]['reasons'] == [
+        'future-dated: dated 2025-07-02T12:00:00.000000Z, more than 5m after now; kept, and counted by no rule',
+        'keep_labels: pinned=true']
+    assert 'newest complete snapshot' in by_id[snaps[0]['id']]['reasons']
+    assert kept_ids(decisions) == set([ahead['id'], snaps[0]['id']])
+    only = plan([ahead], Policy(keep_last=1), NOW)
+    assert [(d['keep'], d['future_dated']) for d in only] == [(True, True)]
