@@ -49,6 +49,11 @@ def scratch_databases(server):
     return [d for d in databases(server) if d.startswith('djangoops_restore_')]
 
 
+def rows_in(server, database):
+    """``rows(statement)``: the rows a query returns in ``database`` of ``server`` (for the *_facts helpers)."""
+    return lambda statement: server.sql(statement, database=database)
+
+
 def dump_file(root, result):
     return os.path.join(root, result['snapshot_id'], result['files'][0]['path'])
 
@@ -1013,8 +1018,7 @@ def _owned_database_with_extension_schema(server, database, app):
 
 def _extension_schema_facts(server, database):
     """What the restore must bring back of _owned_database_with_extension_schema."""
-    def rows(statement):
-        return server.sql(statement, database=database)
+    rows = rows_in(server, database)
     return dict(
         extensions=rows("SELECT e.extname, e.extnamespace::regnamespace::text, pg_get_userbyid(e.extowner), "
                         "obj_description(e.oid, 'pg_extension') FROM pg_extension e ORDER BY 1"),
@@ -1167,8 +1171,7 @@ def test_the_plain_dump_filter_changes_exactly_the_statements_it_must(
 
 def _privileges(server, database):
     """The privileges (grantors included), default privileges and owners of _database_with_privileges."""
-    def rows(statement):
-        return server.sql(statement, database=database)
+    rows = rows_in(server, database)
     return dict(
         functions=rows("SELECT p.oid::regprocedure::text, p.proacl::text FROM pg_proc p "
                        "WHERE p.proname IN ('dblink_connect_u', 'dblink_get_connections') ORDER BY 1"),
@@ -1306,8 +1309,7 @@ def test_an_event_trigger_restores_for_the_owner_last_and_never_fires_on_the_res
 
 
 def _configuration_facts(server, database):
-    def rows(statement):
-        return server.sql(statement, database=database)
+    rows = rows_in(server, database)
     return dict(setting=rows('SELECT * FROM public.setting ORDER BY id'),
                 counter=rows('SELECT last_value, is_called FROM public.counter'),
                 report=rows('SELECT * FROM public.report'),
