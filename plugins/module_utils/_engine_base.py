@@ -313,6 +313,11 @@ class Engine(object):
     ``conn`` is the module's connection options (login_host, login_port, login_user, login_password,
     login_unix_socket, database, ssl_*, client_bin_dir, connect_timeout); ``secrets`` is a
     ``_proc.private_dir`` for credential files, alive for the whole call.
+
+    ``target_changed``: ``restore`` sets it at the first step that changes the target database, or may have
+    (a swap, a rename over it, a DROP), and clears it again only where a failure provably undid that step.
+    False after a failure means the target is exactly as it was: db_restore reports it, and a caller that
+    stopped the application for the restore may start it again.
     """
 
     name = None
@@ -323,6 +328,7 @@ class Engine(object):
         self.conn = conn
         self.secrets = secrets
         self.commands = []
+        self.target_changed = False
 
     def resolve_options(self, opts):
         """Fill in defaults and refuse options this engine cannot honour. Engines extend it."""
@@ -389,7 +395,8 @@ class Engine(object):
         raise NotImplementedError
 
     def restore(self, snapshot, part_meta, opts):
-        """Replace the target database's contents with the snapshot part. Returns details."""
+        """Replace the target database's contents with the snapshot part. Returns details. Sets
+        ``target_changed`` (see the class) from the moment the target is touched."""
         raise NotImplementedError
 
     def record(self, argv_display):

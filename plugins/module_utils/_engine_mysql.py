@@ -50,6 +50,10 @@ _DUMP_ERRORS = (r"(?m)^\S*(?:mysqldump|mariadb-dump): (?:Got error|Got errno|Cou
 _CLIENT_ERRORS = (r'(?m)^ERROR \d+',)
 _MYSQL_ACCESS_DENIED = 1045
 _NAME_RE = re.compile(r'^[A-Za-z0-9_]+$')
+# Errors with which the server refuses DROP DATABASE before it drops anything: no privilege (1044, 1227), a lock
+# not granted in time (1205), a read lock held (1223), a read-only server (1290). After any other error the
+# target may be partly dropped (MariaDB drops it table by table).
+_REFUSED_BEFORE_DROP = (1044, 1205, 1223, 1227, 1290)
 
 
 class FooterTap(TailTap):
@@ -507,15 +511,23 @@ class MySQLEngine(Engine):
             with con.cursor() as cur:
                 # Wait for other sessions' locks no longer than the restore may take.
                 cur.execute('SET SESSION lock_wait_timeout = %d' % lock_wait_seconds(opts, DROP_LOCK_WAIT))
+                self.target_changed = True  # from the DROP on, unless the server refuses it (below)
                 cur.execute('DROP DATABASE IF EXISTS %s' % stats.quote_ident(target))
                 self.record('DROP DATABASE IF EXISTS %s' % stats.quote_ident(target))
                 dropped = True
                 cur.execute(create)
                 self.record(create)
         except pymysql.err.MySQLError as e:
-            hint = ' (other sessions hold locks on it: stop the application first)' if e.args and \
-                e.args[0] == 1205 else ''
-            state = ' It was dropped but could not be created again.' if dropped else ' It was not changed.'
+            code = e.args[0] if e.args else None
+            if not dropped and code in _REFUSED_BEFORE_DROP:
+                self.target_changed = False
+            hint = ' (other sessions hold locks on it: stop the application first)' if code == 1205 else ''
+            if dropped:
+                state = ' It was dropped but could not be created again.'
+            elif self.target_changed:
+                state = ' Dropping it failed part-way: it may be partly dropped.'
+            else:
+                state = ' It was not changed.'
             raise EngineError('could not re-create database %s on %s%s: %s.%s' % (target, self._where(), hint, e,
                                                                                   state))
         finally:

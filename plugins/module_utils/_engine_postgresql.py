@@ -484,6 +484,7 @@ class PostgreSQLEngine(Engine):
                 raise with_note(e, 'database %s was not changed: the restore ran into the scratch database %s, '
                                    'which is dropped' % (target, scratch))
             if not existing_owner:
+                self.target_changed = True  # from this rename on, a database of the target's name exists
                 run_statement(con, rename_database_statement(scratch, target), self.record)
                 swapped = True
                 return None
@@ -536,6 +537,9 @@ class PostgreSQLEngine(Engine):
                     with con.transaction():
                         for statement in swap:
                             run_statement(con, statement, self.record)
+                        # Both renames done: the commit puts the restored copy in the target's place. A failed
+                        # statement rolled back changes nothing; a commit that failed may have happened.
+                        self.target_changed = True
                     return replaced
                 except (EngineError, psycopg.Error) as e:  # a statement (run_statement wraps it), or the commit
                     cause = e.__cause__ if isinstance(e, EngineError) else e
@@ -549,7 +553,9 @@ class PostgreSQLEngine(Engine):
                 try:
                     run_statement(con, allow_connections_statement(target, True), self.record)
                 except Exception:  # pylint: disable=broad-except
-                    pass  # the original error matters
+                    # The original error matters; but the target now refuses connections, which the
+                    # application would find: it is not as it was.
+                    self.target_changed = True
             raise
 
     def _drop_replaced(self, con, replaced, target, version_num):
@@ -566,6 +572,7 @@ class PostgreSQLEngine(Engine):
         if not facts.get('database_exists'):
             self._create_target(target, meta)
             created = True
+            self.target_changed = True  # dropped again below if the restore fails
         try:
             con = self.pg.connect(target)
             try:
@@ -582,14 +589,16 @@ class PostgreSQLEngine(Engine):
             # Not a secret, but it lives and dies with the call like one.
             clean_file = self.secrets.write('clean-%s.sql' % secrets.token_hex(4), clean_sql)
             self.record('empty every schema of %s in the restore transaction:\n%s' % (target, clean_sql.strip()))
+            self.target_changed = True  # the transaction that empties and restores the target may commit
             self._load(source, meta, target, role, opts, snapshot, clean_file=clean_file,
                        as_superuser=server['is_superuser'])
         except (ToolError, EngineError) as e:
             if self._loaded:
                 raise
             if created:
-                self._drop_quietly(target)
+                self.target_changed = not self._drop_quietly(target)
                 raise with_note(e, 'database %s, created for this restore, was dropped again' % target)
+            self.target_changed = False  # the one transaction failed, so it was rolled back
             raise with_note(e, 'database %s was not changed: emptying and restoring ran in one transaction, '
                                'which was rolled back' % target)
 
@@ -604,18 +613,19 @@ class PostgreSQLEngine(Engine):
             con.close()
 
     def _drop_quietly(self, name):
-        """Best effort: the error that led here is what the operator must see."""
+        """Best effort: the error that led here is what the operator must see. Returns whether it was dropped."""
         try:
             con = self._connect_maintenance(name)
         except EngineError:
-            return
+            return False
         try:
             force = server_facts(con)['server_version_num'] >= 130000
             run_statement(con, drop_database_statement(name, force=force), self.record)
         except Exception:  # pylint: disable=broad-except
-            pass
+            return False
         finally:
             con.close()
+        return True
 
     # -- loading -----------------------------------------------------------------------------
     def _load(self, source, meta, database, role, opts, snapshot, clean_file=None, as_superuser=False):

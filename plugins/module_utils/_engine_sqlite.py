@@ -100,6 +100,8 @@ def _check_integrity(path):
     con = sqlite3.connect(_ro_uri(path, immutable=True), uri=True)
     try:
         rows = [r[0] for r in con.execute('PRAGMA integrity_check')]
+    except sqlite3.DatabaseError as e:  # not a database at all ("file is not a database")
+        rows = [str(e)]
     finally:
         con.close()
     if rows != ['ok']:
@@ -399,6 +401,8 @@ class SQLiteEngine(Engine):
             os.chmod(tmp, mode)
             self._release_target(target)
             os.rename(tmp, target)
+            # One atomic rename: until it, the target was as it was; from it on, it is the restored database.
+            self.target_changed = True
             _remove_sidecars(target)
             fd = os.open(target_dir, os.O_RDONLY)
             try:

@@ -240,6 +240,21 @@ database:
   description: The target database (SQLite - file path).
   returned: always
   type: str
+target_changed:
+  description:
+    - Whether the restore changed the target database, or may have. Set at the first step that touches it -
+      PostgreSQL, the swap that puts the restored copy in its place (O(pg_clean=recreate)) or the transaction
+      that empties and restores it (O(pg_clean=schemas)); SQLite, the rename over it; MySQL/MariaDB, the
+      C(DROP DATABASE), unless the server refuses it before it drops anything (a lock not granted, a privilege
+      missing).
+    - V(false) on a failure means the target is exactly as it was - the snapshot's checksums, the decryption
+      key, the login, the client tools, the definers or the dump itself were refused before the target was
+      touched, or the one transaction was rolled back. A caller that stopped the application for the restore
+      can start it again. V(true) on a failure means the target may be partly restored - restore it again.
+    - V(true) after a restore, V(false) in check mode. The task's C(changed) is the same, except in check mode,
+      where it predicts the change.
+  returned: always
+  type: bool
 verified_files:
   description: Files whose size and sha256 were checked against the manifest before the restore.
   returned: always
@@ -281,6 +296,7 @@ commands:
 '''
 
 import time
+import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -290,7 +306,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engines import (
     connection_argument_spec, connection_params, get_engine)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._module_support import (
-    Manager, ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
+    KNOWN_ERRORS, Manager, ModuleFailure, load_source_snapshot, pick_part, run_manager, snapshot_source_argument_spec)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
 
@@ -298,6 +314,8 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot im
 class DbRestoreManager(Manager):
     def run(self):
         p = self.p
+        # Until the engine touches the target, a failure leaves it as it was (and changed nothing).
+        self.partial_result = dict(changed=False, target_changed=False)
         store = SnapshotStore(p['snapshot_root'])
         snap = load_source_snapshot(store, p)
         part_name, part_meta = pick_part(snap, 'database', p['part'])
@@ -305,7 +323,7 @@ class DbRestoreManager(Manager):
             raise ModuleFailure('snapshot %s part %r holds a %s database, not %s'
                                 % (snap.id, part_name, part_meta.get('engine'), p['engine']))
         target = p['database'] or part_meta.get('database')
-        result = dict(changed=True, snapshot_id=snap.id, part=part_name, database=target,
+        result = dict(changed=False, target_changed=False, snapshot_id=snap.id, part=part_name, database=target,
                       verified_files=[f['path'] for f in part_meta.get('files', [])])
         self.partial_result = result
         snap.require_sound([part_name])  # before the target is touched
@@ -331,12 +349,13 @@ class DbRestoreManager(Manager):
             if self.module._diff:
                 before = engine.table_names(target) if probe['database_exists'] and not probe.get('unreadable') else []
             if self.module.check_mode:
+                result['changed'] = True  # the prediction: a restore replaces the target's contents
                 if before is not None:
                     recorded = part_meta.get('tables')
                     result['diff'] = self.diff(target, snap.id, before, sorted(recorded) if recorded else None)
                 return result
             started = time.monotonic()
-            details = engine.restore(snap, part_meta, start_clock(dict(
+            details = self.restore(engine, snap, part_meta, result, start_clock(dict(
                 database=target, create=p['create'], jobs=p['jobs'], pg_clean=p['pg_clean'],
                 terminate_connections=p['terminate_connections'], mysql_definers=p['mysql_definers'],
                 timeout=p['timeout'], identity=identity, verify_tables=mode)))
@@ -348,6 +367,20 @@ class DbRestoreManager(Manager):
                 result['diff'] = self.diff(target, snap.id, before, engine.table_names(target))
             self.compare(engine, target, part_meta, result, mode)
         return result
+
+    @staticmethod
+    def restore(engine, snap, part_meta, result, opts):
+        """The engine's restore; whatever happens, ``result`` (also the failure's) says whether it touched the
+        target - an error no engine foresaw too, which Ansible would otherwise report without any result."""
+        try:
+            details = engine.restore(snap, part_meta, opts)
+        except Exception as e:  # pylint: disable=broad-except
+            result['target_changed'] = result['changed'] = bool(engine.target_changed)
+            if isinstance(e, KNOWN_ERRORS):
+                raise
+            raise ModuleFailure('%s: %s' % (type(e).__name__, e), exception=traceback.format_exc())
+        result['target_changed'] = result['changed'] = True  # the target holds the snapshot now
+        return details
 
     @staticmethod
     def diff(target, snapshot_id, before, after):

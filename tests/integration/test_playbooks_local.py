@@ -162,11 +162,11 @@ def test_backup_records_the_release_and_restore_puts_it_back(shop):  # pylint: d
     assert not os.path.exists(shop.flag) and shop.serving()
 
     # Restored, then the verification fails: nothing is undone, the flag stays up, the message says so. (The code
-    # is on the recorded release already: the switch changed nothing, so it is not named.)
+    # is on the recorded release already and the media equal the snapshot's: neither changed, so neither is named.)
     failing = shop.run('restore', djangoops_restore_confirm='RESTORE', verify_http_retries=1,
                        djangoops_verify_http_checks=[{'name': 'nothing listens', 'url': 'http://127.0.0.1:9/'}])
     assert failing.returncode != 0, failing.stdout[-4000:]
-    assert 'failed after it restored database, media,' in failing.stdout, failing.stdout[-4000:]
+    assert 'failed after it restored database, at ' in failing.stdout, failing.stdout[-4000:]
     assert 'The app was started again and the maintenance flag stays up' in failing.stdout
     assert os.path.exists(shop.flag)
 
