@@ -16,6 +16,15 @@ way or cut short); anything else under the prefix is 'invalid' and never deleted
 marker before it removes the manifest and removes the marker last, so whatever point a push or a deletion
 is cut at, what is left is either complete or marked.
 
+A partial copy is dated by its last sign of activity, which a prune compares with ``partial_max_age``: the
+newest of its objects' LastModified and, for each multipart upload in flight under it, the upload's start
+and the LastModified of its newest part - a large object being uploaded adds no object until its upload
+completes. A push besides puts its marker again whenever it made progress (a part or an object stored) and
+``ACTIVITY_INTERVAL`` has passed since it last did, so even a prune that cannot list parts sees it fresh.
+Before it publishes (object index, then manifest), a push checks that its marker and every object it
+uploaded are still there: a copy a prune removed meanwhile (a push that made no progress for longer than
+``partial_max_age``) fails the push, marked again, instead of getting a manifest over missing objects.
+
 Uploads stream: a file or ``tar`` output is cut into parts of ``part_size_mb`` (one part in memory at
 a time); an object of one part is a single PUT, a larger one a multipart upload. Every request
 carries Content-MD5, and the ETag the store returns is compared with the MD5 (of the parts) computed
@@ -39,6 +48,7 @@ import json
 import os
 import re
 import tarfile
+import time
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import Step, find_tool, run_pipeline
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import (
@@ -62,12 +72,28 @@ _SHA256 = re.compile(r'^[0-9a-f]{64}$')
 _AUTH_CODES = ('InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken',
                'AuthorizationHeaderMalformed', '403')
 TAR_FLAGS = ('--numeric-owner', '--sort=name', '--format=gnu')
+# Seconds: a push puts its marker again at most this often, and only after progress. partial_max_age (any
+# duration is accepted) must stay well above it - as for the SSH store's activity stamp (300 s too).
+ACTIVITY_INTERVAL = 300
 UNMARKED = ('no manifest.json and no %s marker: not a copy made by this collection (or one an older version '
             'left unfinished); it is never deleted' % MARKER)
 
 
+class RequestError(RemoteError):
+    """The store answered a request with an error; ``code`` is its S3 error code."""
+
+    def __init__(self, message, code=''):
+        super().__init__(message)
+        self.code = code
+
+
+class CopyRemovedError(RemoteError):
+    """A push found its copy removed under it (by a prune that took it for abandoned)."""
+
+
 class S3Store(object):
     kind = 's3'
+    activity_interval = ACTIVITY_INTERVAL
 
     def __init__(self, params, secrets, record):
         if not HAS_BOTO3:
@@ -94,6 +120,8 @@ class S3Store(object):
         verify = params.get('ca_bundle') or bool(params.get('validate_certs', True))
         self.client = session.client('s3', endpoint_url=params.get('endpoint_url') or None, verify=verify,
                                      config=config)
+        self._pushing = None  # the id of the push under way, whose marker progress() refreshes
+        self._marked_at = 0.0
 
     def describe(self):
         where = self.p.get('endpoint_url') or 'aws'
@@ -109,12 +137,12 @@ class S3Store(object):
             code = str(err.get('Code', ''))
             msg = err.get('Message') or str(e)
             if code in _AUTH_CODES:
-                raise RemoteError('%s refused the credentials while %s (%s: %s); check remote.access_key and '
-                                  'remote.secret_key and the bucket policy. Nothing was changed there by this '
-                                  'request' % (self.describe(), what, code, msg))
+                raise RequestError('%s refused the credentials while %s (%s: %s); check remote.access_key and '
+                                   'remote.secret_key and the bucket policy. Nothing was changed there by this '
+                                   'request' % (self.describe(), what, code, msg), code)
             if code == 'NoSuchBucket':
-                raise RemoteError('bucket %r does not exist at %s' % (self.bucket, self.describe()))
-            raise RemoteError('%s failed while %s: %s: %s' % (self.describe(), what, code, msg))
+                raise RequestError('bucket %r does not exist at %s' % (self.bucket, self.describe()), code)
+            raise RequestError('%s failed while %s: %s: %s' % (self.describe(), what, code, msg), code)
         except (botocore.exceptions.BotoCoreError, OSError) as e:
             raise RemoteError('cannot reach %s while %s: %s' % (self.describe(), what, e))
 
@@ -136,6 +164,18 @@ class S3Store(object):
                 return out
             token = page.get('NextContinuationToken')
 
+    def uploads(self, prefix):
+        """Every unfinished multipart upload under ``prefix``: [(key, upload id, Initiated epoch)]."""
+        out = []
+        kw = dict(Prefix=prefix)
+        while True:
+            page = self.call('listing unfinished uploads', 'list_multipart_uploads', **kw)
+            for u in page.get('Uploads') or []:
+                out.append((u['Key'], u['UploadId'], _epoch(u.get('Initiated'))))
+            if not page.get('IsTruncated') or not page.get('NextKeyMarker'):
+                return out
+            kw = dict(Prefix=prefix, KeyMarker=page['NextKeyMarker'], UploadIdMarker=page.get('NextUploadIdMarker') or '')
+
     def read_small(self, key, what):
         body = self.call(what, 'get_object', Key=key)['Body']
         try:
@@ -154,7 +194,51 @@ class S3Store(object):
             info['mtime'] = max(info['mtime'], mtime)
             info['manifest'] = info['manifest'] or rest == MANIFEST
             info['marker'] = info['marker'] or rest == MARKER
+        partials = dict((name, info) for name, info in names.items() if info['marker'] and not info['manifest'])
+        if partials:
+            self._upload_activity(partials)
         return [self._entry(name, info) for name, info in sorted(names.items())]
+
+    def _upload_activity(self, partials):
+        """Date partial copies by their multipart uploads in flight too (the upload's start, its newest part): a push
+        uploading a large object adds no object to a listing until the upload completes - also one by an older
+        version of the collection, which does not refresh its marker. A key that may not list uploads (one made to
+        pull) leaves the dates as they are: the marker a push refreshes still counts."""
+        try:
+            uploads = self.uploads(self.prefix)
+        except RequestError as e:
+            if e.code not in _AUTH_CODES:
+                raise
+            self.record('s3 %s: cannot list unfinished uploads (%s); incomplete copies are dated by their objects'
+                        % (self.bucket, e.code))
+            return
+        for key, upload_id, initiated in uploads:
+            name, sep, dummy = key[len(self.prefix):].partition('/')
+            info = partials.get(name) if sep else None
+            if info is not None:
+                info['mtime'] = max(info['mtime'], initiated, self._last_part(key, upload_id))
+
+    def _last_part(self, key, upload_id):
+        """When the newest part of an upload was stored. Now when the upload ended since it was listed (completed:
+        its object is newer than the listing; or aborted); 0 when the key may not list parts."""
+        newest = 0
+        kw = dict(Key=key, UploadId=upload_id)
+        while True:
+            try:
+                page = self.call('listing the parts uploaded to %s' % key, 'list_parts', **kw)
+            except RequestError as e:
+                if e.code == 'NoSuchUpload':
+                    return int(time.time())
+                if e.code in _AUTH_CODES:
+                    self.record('s3 %s: cannot list the parts of its unfinished upload (%s); dated by the upload\'s '
+                                'start and the copy\'s objects' % (key, e.code))
+                    return 0
+                raise
+            for part in page.get('Parts') or []:
+                newest = max(newest, _epoch(part.get('LastModified')))
+            if not page.get('IsTruncated') or not page.get('NextPartNumberMarker'):
+                return newest
+            kw = dict(Key=key, UploadId=upload_id, PartNumberMarker=page['NextPartNumberMarker'])
 
     def _entry(self, name, info):
         """complete (a manifest), partial (our marker, no manifest) or invalid (anything else: never deleted)."""
@@ -272,19 +356,22 @@ class S3Store(object):
 
     # -- writing -------------------------------------------------------------------------------
     def push(self, snapshot, links):  # pylint: disable=unused-argument
-        """The marker first, then every object (skipping ones already there intact from an interrupted push),
-        then the index, then the manifest; the marker goes last."""
+        """The marker first, then every object (skipping ones already there intact from an interrupted push; the
+        marker is put again as they go, see progress), then - once the marker and every object are seen still
+        there - the index, then the manifest; the marker goes last."""
         sid = snapshot.id
         self._put_marker(sid, 'push')
-        self._abort_uploads(self.key(sid))
-        there = self.objects(self.key(sid))
-        index = []
-        for part in snapshot.manifest['parts'].values():
-            for f in part.get('files') or []:
-                index.append(self._push_file(snapshot, f, there))
-            for tree in part.get('trees') or []:
-                if not tree.get('missing'):
-                    index.append(self._push_tree(snapshot, tree))
+        self._pushing = sid
+        try:
+            index = self._push_objects(snapshot)
+            self._check_still_there(sid, index)
+        except CopyRemovedError:
+            raise
+        except RemoteError:
+            self._check_marker(sid)  # a prune that aborted the upload under way fails it: say so
+            raise
+        finally:
+            self._pushing = None
         data = json.dumps({'snapshot': sid, 'objects': index}, indent=1, sort_keys=True).encode('utf-8')
         self._put_small(self.key(sid, INDEX), data)
         with open(os.path.join(snapshot.path, MANIFEST), 'rb') as f:
@@ -294,10 +381,67 @@ class S3Store(object):
         except RemoteError as e:  # the manifest is there: the snapshot is complete, the marker is only clutter
             self.record('s3 %s stays (%s); harmless: the manifest makes %s complete' % (MARKER, e, sid))
 
+    def _push_objects(self, snapshot):
+        sid = snapshot.id
+        self._abort_uploads(self.key(sid))
+        there = self.objects(self.key(sid))
+        index = []
+        for part in snapshot.manifest['parts'].values():
+            for f in part.get('files') or []:
+                index.append(self._push_file(snapshot, f, there))
+                self.progress()
+            for tree in part.get('trees') or []:
+                if not tree.get('missing'):
+                    index.append(self._push_tree(snapshot, tree))
+                    self.progress()
+        return index
+
     def _put_marker(self, snapshot_id, what):
         data = json.dumps({'snapshot': snapshot_id, 'by': 'djangoops.maintenance', 'what': what,
                            'at': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')})
         self._put_small(self.key(snapshot_id, MARKER), data.encode('utf-8'))
+        self._marked_at = time.monotonic()
+
+    def progress(self):
+        """The push under way stored a part or an object: put its marker again (its LastModified is the copy's
+        activity to a prune) when ACTIVITY_INTERVAL has passed since it last did - unless the copy was removed."""
+        sid = self._pushing
+        if sid is None or time.monotonic() - self._marked_at < self.activity_interval:
+            return
+        marker = self.key(sid, MARKER)
+        if marker not in self.objects(marker):
+            self._removed(sid, 'its marker %s is gone' % MARKER)
+        self._put_marker(sid, 'push')
+
+    def _check_marker(self, sid):
+        """After a request failed: fail as removed when the marker is gone (else the failure speaks for itself)."""
+        try:
+            there = self.objects(self.key(sid, MARKER))
+        except RemoteError:
+            return
+        if self.key(sid, MARKER) not in there:
+            self._removed(sid, 'its marker %s is gone' % MARKER)
+
+    def _check_still_there(self, sid, index):
+        """Fail unless the marker of the push under way and every object of ``index`` are there with their size."""
+        there = self.objects(self.key(sid))
+        if self.key(sid, MARKER) not in there:
+            self._removed(sid, 'its marker %s is gone' % MARKER)
+        gone = [obj['path'] for obj in index if there.get(self.key(sid, obj['path']), (None,))[0] != obj['size']]
+        if gone:
+            self._removed(sid, '%d object(s) it uploaded are gone: %s' % (len(gone), ', '.join(gone[:5])))
+
+    def _removed(self, sid, why):
+        """A prune (or someone) removed the copy this push writes: mark what the push left as its own again (the
+        next push resumes it, a prune removes it once it is stale) and fail; nothing was published."""
+        try:
+            self._put_marker(sid, 'push')
+        except RemoteError as e:
+            self.record('s3 %s could not be put back (%s)' % (self.key(sid, MARKER), e))
+        raise CopyRemovedError('the incomplete copy of snapshot %s on %s was removed while this push ran (%s), so '
+                               'nothing was published: snapshot_remote_prune took it for abandoned - it made no '
+                               'progress for longer than partial_max_age - or someone deleted it. Push again'
+                               % (sid, self.describe(), why))
 
     def _push_file(self, snapshot, f, there):
         key = self.key(snapshot.id, f['path'])
@@ -347,9 +491,8 @@ class S3Store(object):
 
     def _abort_uploads(self, prefix):
         """Multipart uploads left by an interrupted push hold storage without being objects: abort them."""
-        page = self.call('listing unfinished uploads', 'list_multipart_uploads', Prefix=prefix)
-        for u in page.get('Uploads') or []:
-            self.call('aborting an unfinished upload', 'abort_multipart_upload', Key=u['Key'], UploadId=u['UploadId'])
+        for key, upload_id, dummy in self.uploads(prefix):
+            self.call('aborting an unfinished upload', 'abort_multipart_upload', Key=key, UploadId=upload_id)
 
     # -- pulling -------------------------------------------------------------------------------
     def pull(self, entry, store, links):  # pylint: disable=unused-argument
@@ -437,6 +580,11 @@ class S3Store(object):
                                   % (len(res['Errors']), entry.name, res['Errors'][0]))
         self._abort_uploads(prefix)
         self.call('deleting %s' % marker, 'delete_object', Key=marker)
+
+
+def _epoch(when):
+    """A time from a listing (a datetime) as whole seconds since the epoch; 0 when there is none."""
+    return int(when.timestamp()) if isinstance(when, datetime.datetime) else 0
 
 
 def _malformed(obj):
@@ -588,6 +736,7 @@ class Upload(object):
                               ContentMD5=base64.b64encode(md5.digest()).decode('ascii'))
         self.parts.append({'PartNumber': number, 'ETag': res['ETag']})
         self.part_md5s.append(md5.digest())
+        self.store.progress()
 
     def finish(self, expect_sha256=None):
         self.sha256 = self._sha.hexdigest()

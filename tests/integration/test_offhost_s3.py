@@ -13,11 +13,13 @@ import json
 import os
 import subprocess
 import tarfile
+import threading
 import time
 import uuid
 
 import pytest
 
+from support.background import Background
 from support.media_tree import describe, make_rich_tree, write
 from support.modules import run_module
 from support.pulls import assert_a_second_pull_is_refused
@@ -443,3 +445,111 @@ def test_a_second_pull_of_the_same_id_fails_clearly_and_leaves_the_first_alone(s
     sid = take(shop, media, root)
     assert not copy(root, remote).failed
     assert_a_second_pull_is_refused(lambda other: copy(other, remote, direction='pull'), sid, str(tmp_path / 'other'))
+
+
+class Gate(object):
+    """Holds a push in ``store`` (run in this process) at its requests ``method`` number ``at``: ``reached``
+    is set when it gets there, and the request goes out once ``go`` is set; ``done`` is set after it."""
+
+    def __init__(self, store, method, at=1):
+        self.reached, self.go, self.done = threading.Event(), threading.Event(), threading.Event()
+        real = getattr(store.client, method)
+        count = []
+
+        def held(**kw):
+            count.append(1)
+            if len(count) != at:
+                return real(**kw)
+            self.reached.set()
+            assert self.go.wait(120), 'the test never let the request go'
+            try:
+                return real(**kw)
+            finally:
+                self.done.set()
+        setattr(store.client, method, held)
+
+
+def pushing(store, root, sid):
+    from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
+    return Background(lambda: store.push(SnapshotStore(root).load(sid), []))
+
+
+MARKER_KEY = '%s/.djangoops-partial'
+
+
+def test_a_push_uploading_a_large_object_looks_fresh_to_a_prune(s3, bucket, shop, media, tmp_path):
+    """A multipart upload of one large object (a big dump over a slow link) adds no object until it completes:
+    its parts are the copy's activity, and the push refreshes its marker as they go. partial_max_age 10s stands
+    for 1d: the objects the push wrote before the upload are older than that when the prune looks, the part just
+    stored is not (a margin of 10s for the prune module to start on a busy machine)."""
+    root = str(tmp_path / 'snaps')
+    remote = s3.remote(bucket)
+    sid = take(shop, media, root)
+    commands = []
+    store = in_process(remote, commands)  # the marker refresh interval stays the default: as an older push would
+    part2 = Gate(store, 'upload_part', 2)
+    part3 = Gate(store, 'upload_part', 3)
+    push = pushing(store, root, sid)
+    try:
+        assert part2.reached.wait(60), 'the push never reached the second part of the media tar'
+        time.sleep(12.5)  # everything the push wrote so far, the marker and the first part are older than 10s now
+        part2.go.set()
+        assert part3.reached.wait(60)
+        pruned = run_module('snapshot_remote_prune', dict(remote=remote, keep_last=1, partial_max_age='10s'))
+        assert not pruned.failed, pruned
+        assert pruned['partials_removed'] == [] and pruned['partials_kept'] == [sid], pruned
+        assert any(c == 's3 list_parts %s/media/trees/media.tar' % sid for c in pruned['commands']), pruned
+        assert MARKER_KEY % sid in keys_of(s3, bucket), 'the prune removed the copy in progress'
+        # A refresh is due (interval 0 from now on): the marker is put again once the next part is stored.
+        store.activity_interval = 0
+    finally:
+        part2.go.set()
+        part3.go.set()
+        push.thread.join(120)
+    push.join()
+    parts = [i for i, c in enumerate(commands) if c == 's3 upload_part %s/media/trees/media.tar' % sid]
+    assert len(parts) == 3, commands
+    assert 's3 put_object %s' % (MARKER_KEY % sid) in commands[parts[2]:], commands[parts[2]:]
+    assert commands[-1] == 's3 delete_object %s' % (MARKER_KEY % sid), commands
+    info = run_module('snapshot_remote_info', dict(remote=remote, verify=True))
+    assert not info.failed, info
+    assert [(s['id'], s['status']) for s in info['snapshots']] == [(sid, 'verified')] and info['incomplete'] == []
+
+
+@pytest.mark.parametrize('held', ['upload_part', 'create_multipart_upload'])
+def test_an_abandoned_copy_is_removed_and_its_push_then_fails_without_publishing(s3, bucket, shop, media, tmp_path,
+                                                                                 held):
+    """A push that makes no progress for longer than partial_max_age looks abandoned: the prune removes its objects
+    and aborts its multipart upload. When it goes on, it fails saying so and publishes no manifest - whether it
+    was inside the upload the prune aborted (upload_part) or between two objects (create_multipart_upload)."""
+    root = str(tmp_path / 'snaps')
+    remote = s3.remote(bucket)
+    sid = take(shop, media, root)
+    store = in_process(remote)
+    gate = Gate(store, held, 2 if held == 'upload_part' else 1)
+    push = pushing(store, root, sid)
+    try:
+        assert gate.reached.wait(60)
+        time.sleep(2.5)
+        pruned = run_module('snapshot_remote_prune', dict(remote=remote, keep_last=1, partial_max_age='1s'))
+        assert not pruned.failed, pruned
+        assert [p['name'] for p in pruned['partials_removed']] == [sid] and pruned['partials_kept'] == [], pruned
+        assert keys_of(s3, bucket) == [], 'the abandoned copy was not removed'
+        assert not s3.client().list_multipart_uploads(Bucket=bucket).get('Uploads'), 'its upload was not aborted'
+    finally:
+        gate.go.set()
+        push.thread.join(120)
+    with pytest.raises(Exception) as failed:
+        push.join()
+    assert str(failed.value).startswith('the incomplete copy of snapshot %s on s3://%s/ ' % (sid, bucket)), failed.value
+    assert 'was removed while this push ran' in str(failed.value), failed.value
+    keys = keys_of(s3, bucket)
+    assert '%s/manifest.json' % sid not in keys, 'a manifest was published over objects the prune had removed'
+    assert MARKER_KEY % sid in keys or keys == [], 'what the push wrote after the removal is not marked as its own'
+    info = run_module('snapshot_remote_info', dict(remote=remote))
+    assert info['snapshots'] == [], info
+    # Pushed again, the copy is complete and sound.
+    again = copy(root, remote)
+    assert not again.failed and again['copied'] == [sid], again
+    info = run_module('snapshot_remote_info', dict(remote=remote, verify=True))
+    assert [(s['id'], s['status']) for s in info['snapshots']] == [(sid, 'verified')] and info['incomplete'] == []

@@ -16,7 +16,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -25,6 +24,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils import _remo
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import ToolError, private_dir
 from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import RemoteError
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
+from support.background import Background
 from support.clock_ahead import clock_ahead, warned
 from support.media_tree import make_rich_tree, write
 from support.modules import run_module
@@ -182,29 +182,6 @@ def wait_for(what, seconds=20):
     while not what():
         assert time.monotonic() < deadline, 'waited %ss in vain' % seconds
         time.sleep(0.1)
-
-
-class Background(object):
-    """Runs ``fn`` on a thread; ``join`` re-raises what it raised."""
-
-    def __init__(self, fn):
-        self.error = []
-        self.result = []
-        self.thread = threading.Thread(target=self._run, args=(fn,))
-        self.thread.start()
-
-    def _run(self, fn):
-        try:
-            self.result.append(fn())
-        except Exception as e:  # pylint: disable=broad-except
-            self.error.append(e)
-
-    def join(self):
-        self.thread.join(120)
-        assert not self.thread.is_alive()
-        if self.error:
-            raise self.error[0]
-        return self.result[0]
 
 
 def age(path, days):

@@ -36,3 +36,26 @@ class InThread(threading.Thread):
         self.join(seconds)
         assert not self.is_alive(), hangs
         return time.monotonic() - self.started_at
+
+
+class Background(object):
+    """Runs ``fn`` on a thread at once; ``join`` returns what it returned or re-raises what it raised (for code
+    the test drives from its own process, such as a push held at one of its requests)."""
+
+    def __init__(self, fn):
+        self.error, self.result = [], []
+        self.thread = threading.Thread(target=self._run, args=(fn,))
+        self.thread.start()
+
+    def _run(self, fn):
+        try:
+            self.result.append(fn())
+        except Exception as e:  # pylint: disable=broad-except
+            self.error.append(e)
+
+    def join(self):
+        self.thread.join(120)
+        assert not self.thread.is_alive()
+        if self.error:
+            raise self.error[0]
+        return self.result[0]
