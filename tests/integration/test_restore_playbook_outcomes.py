@@ -20,21 +20,12 @@ import pytest
 from support.django_project import django_venvs  # noqa: F401  pylint: disable=unused-import
 from support.modules import run_module
 from support.s3_server import S3Server
-from test_playbooks_local import Shop, execute, task_results
+from test_playbooks_local import execute, shop, task_results  # noqa: F401  pylint: disable=unused-import
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(name='shop')
-def shop_fixture(tmp_path, django_venvs):  # noqa: F811  pylint: disable=redefined-outer-name
-    s = Shop(str(tmp_path), os.path.join(django_venvs['5.2'], 'bin', 'python'))
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-def forge_database_part(shop, snapshot_id, change):
+def forge_database_part(shop, snapshot_id, change):  # pylint: disable=redefined-outer-name
     """Change the snapshot's database part with ``change(part, snapshot_dir)`` and save the manifest: what the
     checks before the stop read (the checksums, the manifest) still holds."""
     path = os.path.join(shop.backups, snapshot_id, 'manifest.json')
@@ -62,7 +53,7 @@ NOTHING = 'failed before anything was restored, at Restore the %s'
 PUT_BACK = 'the app was started again and the maintenance flag lowered'
 
 
-def test_a_database_restore_refused_before_it_touched_the_database_puts_the_app_back(shop):
+def test_a_database_restore_refused_before_it_touched_the_database_puts_the_app_back(shop):  # pylint: disable=redefined-outer-name
     """Every check before the stop passes (checksums, the release, db_restore in check mode, which reads no row);
     db_restore then finds the dump is none while it unpacks it beside the database, before it replaces it."""
     shop.install(djangoops_release_link=shop.current)
@@ -83,7 +74,7 @@ def test_a_database_restore_refused_before_it_touched_the_database_puts_the_app_
     assert not os.listdir(os.path.join(shop.demo.root, 'locks'))
 
 
-def test_a_database_restore_that_failed_after_it_replaced_the_database_reports_part_way(shop):
+def test_a_database_restore_that_failed_after_it_replaced_the_database_reports_part_way(shop):  # pylint: disable=redefined-outer-name
     """The database is replaced, then its rows differ from what the manifest recorded: that is part-way, and the
     app stays stopped behind the flag."""
     shop.install(djangoops_release_link=shop.current)
@@ -109,7 +100,7 @@ def age_key(path):
         return [x.split(': ')[1] for x in f.read().splitlines() if x.startswith('# public key:')][0]
 
 
-def test_a_media_restore_refused_before_it_touched_the_media_puts_the_app_back(shop):
+def test_a_media_restore_refused_before_it_touched_the_media_puts_the_app_back(shop):  # pylint: disable=redefined-outer-name
     """An encrypted snapshot, media only (restore_database=false), and a key that is not the snapshot's: the checks
     before the stop do not decrypt the media, media_restore does and refuses before it extracts or copies a file."""
     recipient = age_key(os.path.join(shop.root, 'right.key'))
@@ -136,7 +127,7 @@ def s3_fixture():
     server.stop()
 
 
-def test_check_mode_from_the_off_host_store_reports_and_changes_nothing(shop, s3):
+def test_check_mode_from_the_off_host_store_reports_and_changes_nothing(shop, s3):  # pylint: disable=redefined-outer-name
     """The host lost its snapshots; restore --check with djangoops_restore_from_remote finds the snapshot on the
     store, complete, reports what would be pulled and restored, and writes nothing, stops nothing."""
     shop.install(djangoops_release_link=shop.current)
