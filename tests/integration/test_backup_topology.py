@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
@@ -123,3 +127,129 @@ def test_only_the_primary_dumps_a_shared_database(shop):  # pylint: disable=rede
     assert 'and apionly names window_primary_host "primary", whose own window_topology and window_primary_host ' \
         'are shared and secondary; nothing was backed up' in refused.stdout, refused.stdout[-4000:]
     assert shop.everything() == taken
+
+
+RESTORE = os.path.join(REPO, 'playbooks', 'restore.yml')
+
+
+def task_results(stdout, task):
+    """{host: 'ok'|'changed'|'skipping'|'fatal'} of the task named ``task`` in ansible-playbook's output."""
+    results, inside = {}, False
+    for line in stdout.splitlines():
+        if line.startswith('TASK ['):
+            inside = line[6:].split(']')[0].split(' : ')[-1] == task
+        elif inside and line.split(':')[0] in ('ok', 'changed', 'skipping', 'fatal') and '[' in line:
+            results[line.split('[', 1)[1].split(']')[0]] = line.split(':')[0]
+    return results
+
+
+class RestorableShop(SharedShop):
+    """The shared-database rig, running, as the restore playbook sees it: the primary stops and starts the app
+    (all three hosts are this machine: the others have no app of their own to stop), every host raises the one
+    maintenance flag; the secondary keeps media of its own, apionly none."""
+
+    def install(self):
+        super().install()
+        v = self.inventory['all']['vars']
+        self.flag = os.path.join(self.demo.app, 'maintenance.on')
+        v.update(djangoops_maintenance_flag=self.flag, djangoops_verify_http_checks=v['window_verify_http_checks'])
+        hosts = self.inventory['all']['children']['django']['hosts']
+        hosts['primary'].update(djangoops_app_stop_command=v['window_app_stop_command'],
+                                djangoops_app_start_command=v['window_app_start_command'])
+        self.media = os.path.join(self.root, 'secondary', 'media')
+        os.makedirs(self.media)
+        for name in ('a.txt', 'b.txt'):
+            with open(os.path.join(self.media, name), 'w', encoding='utf-8') as f:
+                f.write('secondary %s\n' % name)
+        hosts['secondary']['snapshot_media_paths'] = [self.media]
+        self.set()
+        subprocess.run(v['window_app_start_command'], check=True, stdout=subprocess.DEVNULL)
+        return self
+
+    def restore(self, args=(), **extra_vars):
+        return run_playbook(RESTORE, inventory=self.inventory_path,
+                            extra_vars=dict(extra_vars, djangoops_restore_confirm='RESTORE'), args=list(args))
+
+    def serving(self):
+        """True when the app answers /health/ as a visitor does (no maintenance bypass)."""
+        try:
+            with urllib.request.urlopen('http://127.0.0.1:%d/health/' % self.demo.port, timeout=10) as r:
+                return r.status == 200 and json.loads(r.read().decode()).get('ok') is True
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def media_files(self):
+        return sorted(os.listdir(self.media))
+
+    def damage(self):
+        """A bad data fix: order lines gone from the shared database, a file gone from the secondary's media."""
+        con = sqlite3.connect(self.demo.db)
+        try:
+            con.execute('DELETE FROM shop_orderline')
+            con.commit()
+        finally:
+            con.close()
+        os.unlink(os.path.join(self.media, 'b.txt'))
+
+
+@pytest.fixture
+def fleet(tmp_path, django_venvs):  # noqa: F811  pylint: disable=redefined-outer-name
+    s = RestorableShop(str(tmp_path), os.path.join(django_venvs['5.2'], 'bin', 'python'))
+    try:
+        yield s.install()
+    finally:
+        s.demo.stop()
+
+
+def test_a_shared_backup_is_restored_fleet_wide_under_one_id(fleet):  # pylint: disable=redefined-outer-name
+    """A backup names one snapshot id for the whole run: the primary's dump and the secondary's media carry it
+    (apionly takes none). A restore of latest on the whole fleet takes the primary's newest snapshot of the
+    database - not a newer media-only snapshot of another host - and restores it on every host that holds it: the
+    primary its database and media, the secondary its media; apionly, with nothing a backup would have
+    snapshotted, is skipped and says so. A named id works the same without --limit. A host that lacks the id but
+    has media is refused before anything changes on any host."""
+    backup = fleet.run()
+    assert backup.returncode == 0, backup.stdout[-4000:]
+    taken = fleet.everything()
+    assert [list(taken[h].values()) for h in HOSTS] == [[['database', 'media']], [['media']], []], taken
+    assert list(taken['primary']) == list(taken['secondary']), 'one backup run, two snapshot ids: %s' % taken
+    [snapshot] = taken['primary']
+    data_at_backup = fleet.demo.data()
+
+    # Later, the secondary's media alone: its newest snapshot is not the newest of the shared database.
+    media_only = fleet.run(djangoops_hosts='secondary', snapshot_database=False)
+    assert media_only.returncode == 0, media_only.stdout[-4000:]
+    assert len(fleet.snapshots('secondary')) == 2
+
+    fleet.damage()
+    assert fleet.demo.data() != data_at_backup and fleet.media_files() == ['a.txt']
+    restore = fleet.restore()
+    assert restore.returncode == 0, restore.stdout[-6000:]
+    assert task_results(restore.stdout, 'Restore the database and prove it exact') == {
+        'primary': 'changed', 'secondary': 'skipping'}, restore.stdout[-6000:]
+    assert task_results(restore.stdout, 'Restore the media')['secondary'] == 'changed', restore.stdout[-6000:]
+    assert 'no snapshot %s on apionly: it does not restore the shared database (the primary primary does) and ' \
+        'has no media (snapshot_media is false); it only stops and starts its app with the other hosts' \
+        % snapshot in restore.stdout, restore.stdout[-6000:]
+    assert fleet.demo.data() == data_at_backup and fleet.media_files() == ['a.txt', 'b.txt']
+    assert not os.path.exists(fleet.flag) and fleet.serving()
+
+    # The same snapshot by its id, on the whole fleet (no --limit).
+    fleet.damage()
+    named = fleet.restore(djangoops_snapshot_id=snapshot)
+    assert named.returncode == 0, named.stdout[-6000:]
+    assert fleet.demo.data() == data_at_backup and fleet.media_files() == ['a.txt', 'b.txt']
+    assert not os.path.exists(fleet.flag) and fleet.serving()
+
+    # The secondary lost that snapshot but has media to restore: refused before any host changed anything.
+    fleet.damage()
+    damaged = fleet.demo.data()
+    os.rename(os.path.join(fleet.backups('secondary'), snapshot), os.path.join(fleet.root, 'lost'))
+    for wanted in ({}, {'djangoops_snapshot_id': snapshot}):
+        refused = fleet.restore(**wanted)
+        assert refused.returncode != 0, (wanted, refused.stdout[-6000:])
+        assert 'snapshot %s is not on secondary, which has media a backup of the shared database snapshots' \
+            % snapshot in refused.stdout, (wanted, refused.stdout[-6000:])
+        assert 'did not; nothing was restored on primary' in refused.stdout, refused.stdout[-6000:]
+        assert fleet.demo.data() == damaged and fleet.media_files() == ['a.txt']
+        assert not os.path.exists(fleet.flag) and fleet.serving()
