@@ -302,6 +302,21 @@ def reverse_rollback_problems(back_plans, migrate_result, now):
     return problems
 
 
+def remote_place(remote):
+    """Where an off-host store keeps snapshots, as one string: two ``remote`` dicts (the modules' option) with the
+    same place write into the same directory or prefix whatever their credentials. '' for no remote."""
+    if not remote:
+        return ''
+    if not isinstance(remote, dict):
+        raise AnsibleFilterError('remote_place expects the remote option (a dict), got %r' % (remote,))
+    kind = remote.get('type')
+    if kind == 's3':
+        prefix = str(remote.get('prefix') or '').strip('/')
+        return 's3://%s/%s/%s' % (remote.get('endpoint_url') or 'aws', remote.get('bucket') or '', prefix)
+    path = '/' + '/'.join(part for part in str(remote.get('path') or '').split('/') if part not in ('', '.'))
+    return '%s://%s@%s:%s%s' % (kind, remote.get('user') or '', remote.get('host') or '', remote.get('port') or 22, path)
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -313,4 +328,5 @@ class FilterModule(object):
             'collect_window_report': collect_window_report,
             'window_report_markdown': window_report_markdown,
             'window_report_html': window_report_html,
+            'remote_place': remote_place,
         }

@@ -253,3 +253,33 @@ def test_a_shared_backup_is_restored_fleet_wide_under_one_id(fleet):  # pylint: 
         assert 'did not; nothing was restored on primary' in refused.stdout, refused.stdout[-6000:]
         assert fleet.demo.data() == damaged and fleet.media_files() == ['a.txt']
         assert not os.path.exists(fleet.flag) and fleet.serving()
+
+
+def test_hosts_that_would_push_one_id_to_one_place_are_refused_and_per_host_ids_stay_apart(shop):  # pylint: disable=redefined-outer-name
+    """A shared database's backup gives its snapshots one id on every host; pushed by several hosts to the same
+    directory or prefix of one off-host store, the second push would be refused there: refused before anything is
+    written, naming the place. Per host (no shared database, no djangoops_backup_id) every host's snapshot keeps an
+    id of its own, as before, so hosts that share a store do not collide."""
+    same = {'type': 'ssh', 'host': 'backup.invalid', 'user': 'djangoops', 'path': '/srv/backups'}
+    shop.set(djangoops_offhost_remote=same)
+    refused = shop.run()
+    assert refused.returncode != 0, refused.stdout[-4000:]
+    assert 'hosts push to the same place of one off-host store (apionly to ssh://djangoops@backup.invalid:22/srv' \
+        '/backups, ' in refused.stdout, refused.stdout[-4000:]
+    assert 'nothing was backed up' in refused.stdout
+    assert shop.everything() == {host: {} for host in HOSTS}
+
+    # The same with an id named for every host, whatever the topology.
+    shop.set(window_topology='per_host')
+    named = shop.run(djangoops_backup_id='nightly-1')
+    assert named.returncode != 0 and 'snapshot id nightly-1 is shared by every host' in named.stdout, \
+        named.stdout[-4000:]
+    assert shop.everything() == {host: {} for host in HOSTS}
+
+    # Per host, without a remote: three snapshots, three ids.
+    shop.inventory['all']['vars'].pop('djangoops_offhost_remote')
+    shop.set()
+    backup = shop.run()
+    assert backup.returncode == 0, backup.stdout[-4000:]
+    ids = [name for host in HOSTS for name in shop.snapshots(host)]
+    assert len(ids) == 3 and len(set(ids)) == 3, shop.everything()

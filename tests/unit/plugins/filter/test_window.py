@@ -10,7 +10,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.djangoops.maintenance.plugins.filter.window import (
-    collect_window_report, downtime_seconds, query_check_failures, row_count_drops, window_report_html,
+    collect_window_report, downtime_seconds, query_check_failures, remote_place, row_count_drops, window_report_html,
     window_report_markdown)
 
 RECORDED = {'shop_product': {'rows': 100}, 'shop_order': {'rows': 50}, 'django_session': {'rows': 10},
@@ -185,3 +185,17 @@ def test_reverse_rollback_problems():
     assert reverse_rollback_problems(unplanned, FORWARD, NOW) == [
         'the step back of shop cannot be planned: no such target']
     assert reverse_rollback_problems({'results': []}, FORWARD, NOW) == ['no app to migrate back']
+
+
+def test_remote_place_ignores_credentials_and_spelling_of_the_same_path():
+    a = {'type': 'ssh', 'host': 'backup', 'user': 'djangoops', 'path': '/srv/backups/', 'ssh_key': '/a'}
+    b = {'type': 'ssh', 'host': 'backup', 'user': 'djangoops', 'path': '/srv//backups', 'ssh_key': '/b', 'port': 22}
+    assert remote_place(a) == remote_place(b) == 'ssh://djangoops@backup:22/srv/backups'
+    assert remote_place(dict(a, path='/srv/backups/web1')) != remote_place(a)
+    assert remote_place(dict(a, port=2222)) != remote_place(a)
+    s3 = {'type': 's3', 'bucket': 'b', 'prefix': '/web1/', 'access_key': 'x', 'secret_key': 'y'}
+    assert remote_place(s3) == remote_place(dict(s3, prefix='web1', access_key='z')) == 's3://aws/b/web1'
+    assert remote_place(dict(s3, prefix='web2')) != remote_place(s3)
+    assert remote_place({}) == remote_place(None) == ''
+    with pytest.raises(AnsibleFilterError, match='remote_place expects'):
+        remote_place('s3://b')
