@@ -22,6 +22,7 @@ import yaml
 from support.django_project import django_venvs  # noqa: F401  pylint: disable=unused-import
 from support.demo_shop import DemoShop
 from support.modules import REPO, run_playbook
+from test_playbooks_local import task_results
 
 pytestmark = pytest.mark.slow
 
@@ -130,17 +131,6 @@ def test_only_the_primary_dumps_a_shared_database(shop):  # pylint: disable=rede
 
 
 RESTORE = os.path.join(REPO, 'playbooks', 'restore.yml')
-
-
-def task_results(stdout, task):
-    """{host: 'ok'|'changed'|'skipping'|'fatal'} of the task named ``task`` in ansible-playbook's output."""
-    results, inside = {}, False
-    for line in stdout.splitlines():
-        if line.startswith('TASK ['):
-            inside = line[6:].split(']')[0].split(' : ')[-1] == task
-        elif inside and line.split(':')[0] in ('ok', 'changed', 'skipping', 'fatal') and '[' in line:
-            results[line.split('[', 1)[1].split(']')[0]] = line.split(':')[0]
-    return results
 
 
 class RestorableShop(SharedShop):
