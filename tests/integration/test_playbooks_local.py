@@ -120,7 +120,9 @@ def test_restore_refuses_before_it_stops_anything(shop):  # pylint: disable=rede
     [snapshot] = shop.snapshots()
     assert shop.serving()
 
-    typo = shop.run('restore', djangoops_snapshot_id=snapshot[:-1] + 'x', djangoops_restore_confirm='RESTORE')
+    # One character changed (never to itself: the id ends in a random letter or digit, 'x' one time in 36).
+    mistyped = snapshot[:-1] + ('y' if snapshot.endswith('x') else 'x')
+    typo = shop.run('restore', djangoops_snapshot_id=mistyped, djangoops_restore_confirm='RESTORE')
     assert typo.returncode != 0, typo.stdout[-4000:]
     assert not os.path.exists(shop.flag), 'the maintenance flag was left up'
     assert shop.serving(), 'the app was left stopped'
