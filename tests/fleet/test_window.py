@@ -125,8 +125,9 @@ def test_lost_host_after_its_snapshot(rig, releases, tmp_path, report_dir):
         deadline = time.monotonic() + 300
         root = os.path.join(h2.srv, 'backups')
         while time.monotonic() < deadline:
+            # Complete: renamed from <id>.partial, which holds its manifest a moment before the rename.
             done = [d for d in (os.listdir(root) if os.path.isdir(root) else [])
-                    if os.path.isfile(os.path.join(root, d, 'manifest.json'))]
+                    if not d.endswith('.partial') and os.path.isfile(os.path.join(root, d, 'manifest.json'))]
             if done:
                 seen['snapshot'] = done[0]
                 h2.down()
