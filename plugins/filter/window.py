@@ -12,6 +12,7 @@ import fnmatch
 import html
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 STATUS_ORDER = ('migrated', 'unchanged', 'finish_failed', 'restored', 'reversed', 'failed', 'restore_failed', 'lost',
                 'in_progress', 'not_started')
@@ -317,6 +318,37 @@ def remote_place(remote):
     return '%s://%s@%s:%s%s' % (kind, remote.get('user') or '', remote.get('host') or '', remote.get('port') or 22, path)
 
 
+def offhost_collisions(hosts, hostvars, media_vars=('window_snapshot_media',)):
+    """Places of an off-host store that several of ``hosts`` would push snapshots of one id to.
+
+    For a run that gives its snapshots one id on every host (a window's run id, a shared backup's id): the hosts
+    that take a snapshot - every host per_host; with ``window_topology: shared`` the primary
+    (``window_primary_host``, default the first host) and each host whose ``media_vars`` are all true (their
+    default) - and
+    push it to ``djangoops_offhost_remote``. ``[{'place': ..., 'hosts': [...]}]`` for every place two or more of
+    them share, in the order of ``hosts``; ``[]`` when none do."""
+    hosts = list(hosts or [])
+    media_vars = [media_vars] if isinstance(media_vars, str) else list(media_vars or [])
+    by_place = {}
+    for host in hosts:
+        v = hostvars[host]
+        if (v.get('window_topology') or 'per_host') == 'shared':
+            primary = v.get('window_primary_host') or (hosts[0] if hosts else '')
+            if host != primary and not all(_flag(v.get(name, True), host, name) for name in media_vars):
+                continue
+        place = remote_place(v.get('djangoops_offhost_remote'))
+        if place:
+            by_place.setdefault(place, []).append(host)
+    return [{'place': place, 'hosts': names} for place, names in by_place.items() if len(names) > 1]
+
+
+def _flag(value, host, name):
+    try:
+        return boolean(value, strict=True)
+    except TypeError:
+        raise AnsibleFilterError('%s of %s must be a boolean, got %r' % (name, host, value))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -329,4 +361,5 @@ class FilterModule(object):
             'window_report_markdown': window_report_markdown,
             'window_report_html': window_report_html,
             'remote_place': remote_place,
+            'offhost_collisions': offhost_collisions,
         }

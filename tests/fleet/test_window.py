@@ -220,7 +220,9 @@ def test_shared_postgres_one_app_host_fails_verification(rig, releases, tmp_path
     before = _pg_dump(pg, 'shop')
     media_before = dict((h.name, app.state(h)['media']) for h in (h1, h2))
 
-    r = deploy(rig, inv, report_dir)
+    # An extra var wins over every other variable: -e snapshot_database=true must still not make h2 dump the
+    # shared database (its snapshot holds its media alone).
+    r = deploy(rig, inv, report_dir, snapshot_database=True)
     assert r.rc != 0
     report = read_report(report_dir)
     assert report['summary'] == {'restored': ['h1', 'h2']}, report['summary']

@@ -93,8 +93,10 @@ def test_only_the_primary_dumps_a_shared_database(shop):  # pylint: disable=rede
     """One dump of the shared database per backup, on the primary; the other hosts keep their media, and a host
     without media takes no snapshot but still applies the retention policy. Check mode writes nothing. A primary
     host that is not in the run, one that does not name itself, or a topology with a typo is refused, naming the
-    value, before any host writes anything."""
-    backup = shop.run()
+    value, before any host writes anything. An extra var -e snapshot_database=true (which wins over every other
+    variable) does not make the other hosts dump it; media that window_snapshot_media leaves to the primary (a
+    shared directory) is not snapshotted by the others either."""
+    backup = shop.run(snapshot_database=True)
     assert backup.returncode == 0, backup.stdout[-4000:]
     taken = shop.everything()
     assert [list(taken[h].values()) for h in HOSTS] == [[['database', 'media']], [['media']], []], taken
@@ -106,6 +108,17 @@ def test_only_the_primary_dumps_a_shared_database(shop):  # pylint: disable=rede
     check = shop.run(args=['--check'])
     assert check.returncode == 0, check.stdout[-4000:]
     assert shop.everything() == taken
+
+    shop.inventory['all']['children']['django']['hosts']['secondary']['window_snapshot_media'] = False
+    shop.set()
+    media_once = shop.run()
+    assert media_once.returncode == 0, media_once.stdout[-4000:]
+    assert 'no snapshot on secondary: it does not dump the shared database (the primary primary does) and has ' \
+        'no media (window_snapshot_media is false)' in media_once.stdout, media_once.stdout[-4000:]
+    assert len(shop.snapshots('primary')) == 2 and shop.snapshots('secondary') == taken['secondary']
+    shop.inventory['all']['children']['django']['hosts']['secondary'].pop('window_snapshot_media')
+    shop.set()
+    taken = shop.everything()
 
     refusals = [
         (dict(window_primary_host='web9'),
@@ -254,8 +267,9 @@ def test_hosts_that_would_push_one_id_to_one_place_are_refused_and_per_host_ids_
     shop.set(djangoops_offhost_remote=same)
     refused = shop.run()
     assert refused.returncode != 0, refused.stdout[-4000:]
-    assert 'hosts push to the same place of one off-host store (apionly to ssh://djangoops@backup.invalid:22/srv' \
-        '/backups, ' in refused.stdout, refused.stdout[-4000:]
+    # apionly takes no snapshot (no media, and the primary dumps the database): it pushes none of this id
+    assert 'hosts push to the same place of one off-host store (primary and secondary to ssh://djangoops@' \
+        'backup.invalid:22/srv/backups), ' in refused.stdout, refused.stdout[-4000:]
     assert 'nothing was backed up' in refused.stdout
     assert shop.everything() == {host: {} for host in HOSTS}
 

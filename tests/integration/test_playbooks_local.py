@@ -324,37 +324,77 @@ def test_verify_reads_false_strings_as_false(shop):  # pylint: disable=redefined
     assert r.returncode == 0, r.stdout[-4000:]
 
 
+def always_tasks(tmp_path, name, inventory_vars, host_vars=None, **extra_vars):
+    """The playbook ``name`` on two local hosts app1 and app2 of the group django (app1 also in web), with
+    ``--tags nothing``: only its always-tagged tasks - the checks before anything is done - run."""
+    inventory = {'all': {'children': {
+        'django': {'hosts': {'app1': {}, 'app2': {}}},
+        'web': {'hosts': {'app1': {}}}},
+        'vars': dict({'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable},
+                     **inventory_vars)}}
+    for host, variables in (host_vars or {}).items():
+        inventory['all']['children']['django']['hosts'][host].update(variables)
+    path = str(tmp_path / 'inventory.yml')
+    with open(path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(inventory, f)
+    return run_playbook(playbook(name), inventory=path, args=['--tags', 'nothing'],
+                        env={'DJANGOOPS_REPORT_DIR': str(tmp_path / 'reports')}, extra_vars=dict(extra_vars, djangoops_restore_confirm='RESTORE',
+                                        djangoops_lock_dir=str(tmp_path / 'locks')))
+
+
 def test_play_keywords_set_in_the_inventory_are_refused(tmp_path):
     """serial and hosts are templated before the inventory is read: djangoops_serial and djangoops_hosts in
     group_vars would be ignored without a word. The playbooks refuse them there (only the always-tagged tasks
     run here: --tags nothing)."""
-    inventory = {'all': {'children': {
-        'django': {'hosts': {'app1': {}, 'app2': {}}},
-        'web': {'hosts': {'app1': {}}}},
-        'vars': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}
-    path = str(tmp_path / 'inventory.yml')
-
-    def run(name, inventory_vars, **extra_vars):
-        inv = json.loads(json.dumps(inventory))
-        inv['all']['vars'].update(inventory_vars)
-        with open(path, 'w', encoding='utf-8') as f:
-            yaml.safe_dump(inv, f)
-        return run_playbook(playbook(name), inventory=path, args=['--tags', 'nothing'],
-                            extra_vars=dict(extra_vars, djangoops_restore_confirm='RESTORE',
-                                            djangoops_lock_dir=str(tmp_path / 'locks')))
-
     for name in ('backup', 'restore', 'deploy'):
-        r = run(name, {'djangoops_serial': 1})
+        r = always_tasks(tmp_path, name, {'djangoops_serial': 1})
         assert r.returncode != 0, (name, r.stdout[-3000:])
         assert 'the play runs on app1, app2 in batches of 2, but djangoops_hosts is django and djangoops_serial 1' \
             in r.stdout, (name, r.stdout[-3000:])
-    r = run('backup', {'djangoops_hosts': 'web'})
+    r = always_tasks(tmp_path, 'backup', {'djangoops_hosts': 'web'})
     assert r.returncode != 0 and 'but djangoops_hosts is web' in r.stdout, r.stdout[-3000:]
     # The same values as extra vars are what the play runs with.
-    r = run('backup', {'djangoops_serial': 1}, djangoops_serial=1)
+    r = always_tasks(tmp_path, 'backup', {'djangoops_serial': 1}, djangoops_serial=1)
     assert r.returncode == 0, r.stdout[-3000:]
-    r = run('backup', {}, djangoops_hosts='web')
+    r = always_tasks(tmp_path, 'backup', {}, djangoops_hosts='web')
     assert r.returncode == 0, r.stdout[-3000:]
+
+
+def test_hosts_whose_snapshots_would_collide_off_host_are_refused_before_anything(tmp_path):
+    """A window gives its snapshots one id on every host, and the backup playbook later pushes every snapshot a
+    host holds to its off-host store, which refuses a second snapshot of one id in one place. So the deploy
+    playbook refuses hosts that take a snapshot in the window and push to one place, before anything is done; and
+    neither it nor the backup playbook counts a host of a shared database that takes no snapshot."""
+    store = {'type': 'ssh', 'host': 'backup.invalid', 'user': 'djangoops', 'path': '/srv/backups'}
+    window = {'window_release_version': '1.1', 'window_django': {'project_path': str(tmp_path / 'app')}}
+
+    refused = always_tasks(tmp_path, 'deploy', {'djangoops_offhost_remote': store}, **window)
+    assert refused.returncode != 0, refused.stdout[-3000:]
+    assert 'a window gives its snapshots one id on every host (its run id), but hosts that take one push it to the ' \
+        'same place of one off-host store (app1 and app2 to ssh://djangoops@backup.invalid:22/srv/backups), ' \
+        in refused.stdout, refused.stdout[-3000:]
+    assert 'nothing was done' in refused.stdout and not os.path.exists(str(tmp_path / 'locks'))
+
+    own = {h: {'djangoops_offhost_remote': dict(store, path='/srv/backups/' + h)} for h in ('app1', 'app2')}
+    apart = always_tasks(tmp_path, 'deploy', {}, own, **window)
+    assert apart.returncode == 0, apart.stdout[-3000:]
+
+    # A shared database: app2 snapshots no media, so only the primary takes a snapshot - unless app2 has media.
+    shared = {'djangoops_offhost_remote': store, 'window_topology': 'shared', 'window_primary_host': 'app1'}
+    quiet = always_tasks(tmp_path, 'deploy', shared, {'app2': {'window_snapshot_media': False}}, **window)
+    assert quiet.returncode == 0, quiet.stdout[-3000:]
+    media = always_tasks(tmp_path, 'deploy', shared, **window)
+    assert media.returncode != 0 and '(app1 and app2 to ssh://djangoops@backup.invalid' in media.stdout, \
+        media.stdout[-3000:]
+
+    # The backup playbook, with a shared database, does not count a host without media either (snapshot_media, or
+    # window_snapshot_media as in the window).
+    for media in ({'snapshot_media': False}, {'window_snapshot_media': False}):
+        backup = always_tasks(tmp_path, 'backup', shared, {'app2': media})
+        assert backup.returncode == 0, (media, backup.stdout[-3000:])
+    backup = always_tasks(tmp_path, 'backup', shared)
+    assert backup.returncode != 0 and 'but hosts push to the same place of one off-host store (app1 and app2 to ' \
+        'ssh://djangoops@backup.invalid:22/srv/backups), where' in backup.stdout, backup.stdout[-3000:]
 
 
 def test_shared_database_host_without_media_takes_no_snapshot(shop):  # pylint: disable=redefined-outer-name
@@ -415,8 +455,13 @@ def test_shared_database_is_restored_by_the_primary_alone(shop):  # pylint: disa
     with open(shop.inventory_path, 'w', encoding='utf-8') as f:
         yaml.safe_dump(inventory, f)
 
+    # The secondary snapshots no media (window_snapshot_media false: media in a shared directory) and does not dump
+    # the shared database: it takes no snapshot.
     backup = shop.run('backup')
     assert backup.returncode == 0, backup.stdout[-4000:]
+    assert 'no snapshot on secondary: it does not dump the shared database (the primary primary does) and has no ' \
+        'media (window_snapshot_media is false)' in backup.stdout, backup.stdout[-4000:]
+    assert not os.path.exists(os.path.join(shop.root, 'secondary', 'backups')) and len(shop.snapshots()) == 1
     data_at_backup = shop.data()
     execute(shop.demo.db, 'DELETE FROM shop_orderline')
 
@@ -428,8 +473,10 @@ def test_shared_database_is_restored_by_the_primary_alone(shop):  # pylint: disa
     restore = shop.run('restore', djangoops_restore_confirm='RESTORE')
     assert restore.returncode == 0, restore.stdout[-4000:]
     assert task_results(restore.stdout, 'Restore the database and prove it exact') == {
-        'primary': 'changed', 'secondary': 'skipping'}, restore.stdout[-6000:]
-    assert task_results(restore.stdout, 'Restore the media')['secondary'] == 'skipping'
+        'primary': 'changed'}, restore.stdout[-6000:]
+    assert 'no snapshot %s on secondary: it does not restore the shared database (the primary primary does) and ' \
+        'has no media (window_snapshot_media is false); it only stops and starts its app' % shop.snapshots()[0] \
+        in restore.stdout, restore.stdout[-6000:]
     assert shop.data() == data_at_backup
     assert not os.path.exists(shop.flag) and shop.serving()
 
@@ -438,7 +485,7 @@ def test_shared_database_is_restored_by_the_primary_alone(shop):  # pylint: disa
     forced = shop.run('restore', djangoops_restore_confirm='RESTORE', restore_database=True)
     assert forced.returncode == 0, forced.stdout[-4000:]
     assert task_results(forced.stdout, 'Restore the database and prove it exact') == {
-        'primary': 'changed', 'secondary': 'skipping'}, forced.stdout[-6000:]
+        'primary': 'changed'}, forced.stdout[-6000:]
 
     # The secondary cannot stop its app: the shared database is not restored under it, and the primary's app
     # is started again, its flag lowered.

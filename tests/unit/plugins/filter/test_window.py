@@ -10,8 +10,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.djangoops.maintenance.plugins.filter.window import (
-    collect_window_report, downtime_seconds, query_check_failures, remote_place, row_count_drops, window_report_html,
-    window_report_markdown)
+    collect_window_report, downtime_seconds, offhost_collisions, query_check_failures, remote_place, row_count_drops,
+    window_report_html, window_report_markdown)
 
 RECORDED = {'shop_product': {'rows': 100}, 'shop_order': {'rows': 50}, 'django_session': {'rows': 10},
             'shop_legacy': {'rows': 5}, 'shop_empty': {'rows': 0}}
@@ -199,3 +199,45 @@ def test_remote_place_ignores_credentials_and_spelling_of_the_same_path():
     assert remote_place({}) == remote_place(None) == ''
     with pytest.raises(AnsibleFilterError, match='remote_place expects'):
         remote_place('s3://b')
+
+
+def test_offhost_collisions_count_the_hosts_that_take_a_snapshot():
+    store = {'type': 'ssh', 'host': 'backup', 'path': '/srv/backups'}
+    own = {'type': 'ssh', 'host': 'backup', 'path': '/srv/backups/web3'}
+    hostvars = {'web1': {'djangoops_offhost_remote': store},
+                'web2': {'djangoops_offhost_remote': dict(store, path='/srv/backups/')},
+                'web3': {'djangoops_offhost_remote': own}, 'web4': {}}
+    hosts = ['web1', 'web2', 'web3', 'web4']
+    assert offhost_collisions(hosts, hostvars) == [
+        {'place': 'ssh://@backup:22/srv/backups', 'hosts': ['web1', 'web2']}]
+    assert offhost_collisions(['web1', 'web3', 'web4'], hostvars) == []
+
+    # A shared database: the primary dumps it; another host takes a snapshot only of its media, if it has any.
+    shared = {h: dict(v, window_topology='shared', window_primary_host='web2') for h, v in hostvars.items()}
+    shared['web1']['window_snapshot_media'] = 'false'
+    assert offhost_collisions(hosts, shared) == []
+    shared['web1']['window_snapshot_media'] = True
+    assert offhost_collisions(hosts, shared)[0]['hosts'] == ['web1', 'web2']
+    # the primary snapshots the database whatever its media setting; media_var names the variable read
+    shared['web2']['window_snapshot_media'] = False
+    shared['web1'].update(window_snapshot_media=False, snapshot_media=True)
+    assert offhost_collisions(hosts, shared) == []
+    assert offhost_collisions(hosts, shared, media_vars='snapshot_media')[0]['hosts'] == ['web1', 'web2']
+    # without window_primary_host, the first host of the run is the primary
+    del shared['web2']['window_primary_host'], shared['web1']['window_primary_host']
+    shared['web1']['snapshot_media'] = False
+    assert offhost_collisions(hosts, shared, media_vars='snapshot_media')[0]['hosts'] == ['web1', 'web2']
+    assert offhost_collisions(['web2', 'web1'], shared, media_vars='snapshot_media') == []
+    # with several variables, a host snapshots media only when every one is true
+    shared['web1'].update(snapshot_media=True, window_snapshot_media='no')
+    both = ['snapshot_media', 'window_snapshot_media']
+    assert offhost_collisions(['web2', 'web1'], shared, media_vars=both) == []
+    shared['web1']['window_snapshot_media'] = 'yes'
+    assert offhost_collisions(['web2', 'web1'], shared, media_vars=both)[0]['hosts'] == ['web2', 'web1']
+
+
+def test_offhost_collisions_name_a_media_setting_that_is_not_a_boolean():
+    hostvars = {'web1': {'window_topology': 'shared', 'window_snapshot_media': 'maybe',
+                         'djangoops_offhost_remote': {'type': 'ssh', 'host': 'b', 'path': '/x'}}}
+    with pytest.raises(AnsibleFilterError, match="window_snapshot_media of web1 must be a boolean, got 'maybe'"):
+        offhost_collisions(['web0', 'web1'], dict(hostvars, web0={}))
