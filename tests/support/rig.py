@@ -39,9 +39,9 @@ HOST_PYTHON = '/usr/bin/python3'
 HOST_ENV = {'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME': '/root',
             'LANG': 'C.UTF-8', 'USER': 'root', 'LOGNAME': 'root', 'SHELL': '/bin/sh'}
 
-# ControlMaster=no: a persisted master connection to a host that went down made ansible hang for
-# minutes. ConnectTimeout bounds a connection to a downed host; ServerAlive* bounds a session whose
-# host goes down under it (interval x count seconds).
+# ConnectTimeout bounds a connection to a downed host; ServerAlive* bounds a session whose host goes down under it
+# (interval x count seconds), and a master connection's too. rig.ssh() connects afresh each time (ControlMaster=no);
+# Ansible on the rig shares one master connection per host, as by default (ansible_ssh_options() below).
 SSH_OPTIONS = (
     'ControlMaster=no',
     'ControlPath=none',
@@ -54,6 +54,15 @@ SSH_OPTIONS = (
     'IdentitiesOnly=yes',
     'LogLevel=ERROR',
 )
+
+
+def ansible_ssh_options(rig_dir):
+    """The rig's ssh options for Ansible: one master connection per host, kept 60 s, as Ansible's default
+    (ControlPersist) - but with its socket in the rig's own directory, so that no master outlives the rig's
+    hosts or reaches a later rig that reuses their addresses, and with ServerAlive* so that a master to a host
+    that went down ends within seconds, failing the tasks that wait on it instead of hanging them."""
+    return tuple(o for o in SSH_OPTIONS if not o.startswith('Control')) + (
+        'ControlMaster=auto', 'ControlPersist=60s', 'ControlPath=%s' % os.path.join(rig_dir, 'cm-%C'))
 
 # What every test sshd (the rig's hosts, the loopback backup host of test_offhost_ssh_local.py) has besides its
 # listen address and its own extras: its files, and root logs in by key only, with no PAM, no checks of the
@@ -277,6 +286,7 @@ class Rig(object):
             except Exception as e:  # pylint: disable=broad-except
                 problems.append('stopping %s: %s' % (server.base, e))
         self.servers = []
+        self._stop_masters()
         if self.id is not None:
             problems += rig_net.destroy(self.id)
         for p in self.children + [h.proc for h in self.hosts if h.proc is not None]:
@@ -294,6 +304,14 @@ class Rig(object):
         self.timings['down'] = time.monotonic() - started
         if problems:
             raise rig_net.RigError('rig %s: %s' % (self.id, '; '.join(problems)))
+
+    def _stop_masters(self):
+        """End the master connections Ansible left (ControlPersist) while their hosts still answer."""
+        for name in sorted(os.listdir(self.dir)) if self.dir and os.path.isdir(self.dir) else []:
+            if name.startswith('cm-'):
+                subprocess.run(['ssh', '-o', 'ControlPath=' + os.path.join(self.dir, name), '-O', 'exit', 'rig-host'],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=10, check=False)
 
     def _install_term_handler(self):
         # pytest dies on SIGTERM without running fixture finalizers; as KeyboardInterrupt they run.
@@ -486,8 +504,8 @@ class Rig(object):
                   'ansible_ssh_private_key_file=%s' % self.private_key,
                   'ansible_python_interpreter=%s' % HOST_PYTHON,
                   # ssh_args, not ssh_common_args: ssh keeps the first value of an option and
-                  # ansible puts ssh_args first, so only here does ControlMaster=no win over its default.
-                  "ansible_ssh_args='%s'" % ' '.join('-o ' + o for o in SSH_OPTIONS),
+                  # ansible puts ssh_args first, so only here does the ControlPath win over its default.
+                  "ansible_ssh_args='%s'" % ' '.join('-o ' + o for o in ansible_ssh_options(self.dir)),
                   'ansible_pipelining=true', '']
         with open(path, 'w', encoding='utf-8') as f:
             f.write('\n'.join(lines))
