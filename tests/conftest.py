@@ -86,3 +86,14 @@ def world_dir():
     os.chmod(base, 0o755)
     yield base
     shutil.rmtree(base)
+
+
+def pytest_collection_modifyitems(items):
+    """The longest tests first - the fleet's, then the other slow ones - so that the two xdist workers end
+    together on short tests instead of one of them on a 60-second fleet test while the other idles. The order
+    within each group is kept."""
+    def weight(item):
+        if '/tests/fleet/' in str(item.fspath):
+            return 0
+        return 1 if item.get_closest_marker('slow') else 2
+    items.sort(key=weight)
