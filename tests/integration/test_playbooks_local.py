@@ -338,7 +338,8 @@ def always_tasks(tmp_path, name, inventory_vars, host_vars=None, **extra_vars):
     with open(path, 'w', encoding='utf-8') as f:
         yaml.safe_dump(inventory, f)
     return run_playbook(playbook(name), inventory=path, args=['--tags', 'nothing'],
-                        env={'DJANGOOPS_REPORT_DIR': str(tmp_path / 'reports')}, extra_vars=dict(extra_vars, djangoops_restore_confirm='RESTORE',
+                        env={'DJANGOOPS_REPORT_DIR': str(tmp_path / 'reports')},
+                        extra_vars=dict(extra_vars, djangoops_restore_confirm='RESTORE',
                                         djangoops_lock_dir=str(tmp_path / 'locks')))
 
 

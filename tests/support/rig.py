@@ -64,6 +64,7 @@ def ansible_ssh_options(rig_dir):
     return tuple(o for o in SSH_OPTIONS if not o.startswith('Control')) + (
         'ControlMaster=auto', 'ControlPersist=60s', 'ControlPath=%s' % os.path.join(rig_dir, 'cm-%C'))
 
+
 # What every test sshd (the rig's hosts, the loopback backup host of test_offhost_ssh_local.py) has besides its
 # listen address and its own extras: its files, and root logs in by key only, with no PAM, no checks of the
 # files' modes (they live in test directories) and no DNS lookups. A str.format template.
