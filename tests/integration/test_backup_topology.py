@@ -287,3 +287,13 @@ def test_hosts_that_would_push_one_id_to_one_place_are_refused_and_per_host_ids_
     assert backup.returncode == 0, backup.stdout[-4000:]
     ids = [name for host in HOSTS for name in shop.snapshots(host)]
     assert len(ids) == 3 and len(set(ids)) == 3, shop.everything()
+
+    # With a shared database in batches of one host (serial): still one id for the whole run, named in the first
+    # batch and taken by the later ones.
+    before = shop.everything()
+    shop.set(window_topology='shared')
+    serial = shop.run(djangoops_serial=1)
+    assert serial.returncode == 0, serial.stdout[-4000:]
+    assert serial.stdout.count('PLAY [') == 3, 'not three batches'
+    new = {host: sorted(set(shop.snapshots(host)) - set(before[host])) for host in HOSTS}
+    assert len(new['primary']) == 1 and new['secondary'] == new['primary'] and new['apionly'] == [], new
