@@ -27,6 +27,7 @@ import os
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
     ID_RE, MANIFEST, PARTIAL_SUFFIX, Snapshot, SnapshotError, check_manifest, describe_future, format_tolerance,
     fsync_dir, hash_file, isoformat, parse_time, read_manifest, split_future, utcnow, validate_id, warn_future)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_remove import pull_lock_path
 
 TYPES = ('ssh', 's3')
 
@@ -230,7 +231,7 @@ def finish_pull(store, entry, partial):
 def pull_lock(root, snapshot_id):
     """Hold ``<root>/.<id>.pull-lock`` (flock) while a pull of ``snapshot_id`` runs: a second pull of the same id
     fails at once instead of removing the first one's ``.partial`` under it. The file is removed on release."""
-    path = os.path.join(root, '.%s.pull-lock' % snapshot_id)
+    path = pull_lock_path(root, snapshot_id)
     fd = _lock_file(path, snapshot_id, root)
     try:
         yield

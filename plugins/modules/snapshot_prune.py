@@ -36,7 +36,11 @@ extends_documentation_fragment:
   - djangoops.maintenance.retention
 options:
   remove_partials:
-    description: Remove C(*.partial) directories older than O(partial_max_age).
+    description:
+      - Remove C(*.partial) directories older than O(partial_max_age).
+      - The copy of a pull of M(djangoops.maintenance.snapshot_copy) that is still running - copying, or checking
+        every file before it renames the copy - is kept whatever its age (the pull holds
+        C(<snapshot_root>/.<id>.pull-lock), read from the kernel's lock table without taking it).
     type: bool
     default: true
 attributes:
@@ -140,7 +144,7 @@ from ansible_collections.djangoops.maintenance.plugins.module_utils._retention i
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import (
     SnapshotError, SnapshotStore, manifest_dates, parse_time, read_manifest, split_future, warn_future)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_remove import (
-    delete_snapshot, partial_activity, remove_tree)
+    delete_snapshot, partial_activity, pull_in_flight, remove_tree)
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot_tree import disk_usage
 
 
@@ -200,7 +204,10 @@ class SnapshotPruneManager(Manager):
         for name, kind in store.entries():
             full = os.path.join(store.root, name)
             if kind == 'partial':
-                partials.append(dict(name=name, time=partial_activity(full)))
+                # a pull checking its copy (minutes for a large one) touches nothing but holds its lock: it is now
+                busy = pull_in_flight(store.root, name)
+                partials.append(dict(name=name, time=(datetime.datetime.now(datetime.timezone.utc) if busy
+                                                        else partial_activity(full))))
                 continue
             if kind != 'complete':
                 ignored.append(name)

@@ -22,7 +22,7 @@ import pytest
 
 from ansible_collections.djangoops.maintenance.plugins.module_utils import _remote_ssh
 from ansible_collections.djangoops.maintenance.plugins.module_utils._proc import ToolError, private_dir
-from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import RemoteError
+from ansible_collections.djangoops.maintenance.plugins.module_utils._remote import RemoteError, pull_lock
 from ansible_collections.djangoops.maintenance.plugins.module_utils._snapshot import SnapshotStore
 from support.background import Background
 from support.clock_ahead import clock_ahead, warned
@@ -245,6 +245,33 @@ def test_a_pull_in_flight_looks_fresh_to_the_local_prune(sshd, secrets, tmp_path
     assert [s.id for s in here.list()] == [sid] and not os.path.exists(os.path.join(here.path_of(sid), '.parts'))
     info = run_module('snapshot_info', dict(snapshot_root=here.root, verify=True))
     assert not info.failed and info['damaged'] == [], info
+
+
+def test_a_pull_checking_its_copy_keeps_it_from_the_local_prune_however_long_the_check(tmp_path):
+    """After rsync, a pull checks every file of its copy before the rename - minutes for a large snapshot - and
+    touches nothing meanwhile; it holds its pull lock throughout. A local prune keeps that partial whatever its
+    age, without taking the lock (which would make a pull starting then fail), and removes it once the lock is
+    gone."""
+    root, sid = take(tmp_path)
+    partial = SnapshotStore(root).partial_path(sid)
+    os.rename(os.path.join(root, sid), partial)  # the copy as rsync left it, under check
+    for path in (partial, os.path.join(partial, 'database'), os.path.join(partial, 'media')):
+        age(path, 3)
+    with pull_lock(root, sid):
+        pruned = run_module('snapshot_prune', dict(snapshot_root=root, keep_last=1, partial_max_age='1h'))
+        assert not pruned.failed and pruned['partials_kept'] == [sid + '.partial'], pruned
+        assert pruned['partials_removed'] == [] and os.path.isdir(partial)
+        # the prune looked without taking the lock: another pull of the id is still refused, this one goes on
+        assert_a_second_pull_refused_by_the_lock(root, sid)
+    pruned = run_module('snapshot_prune', dict(snapshot_root=root, keep_last=1, partial_max_age='1h'))
+    assert not pruned.failed and [p['name'] for p in pruned['partials_removed']] == [sid + '.partial'], pruned
+    assert not os.path.exists(partial)
+
+
+def assert_a_second_pull_refused_by_the_lock(root, sid):
+    with pytest.raises(RemoteError, match='another pull of snapshot %s into %s is running' % (sid, root)):
+        with pull_lock(root, sid):
+            pass
 
 
 def test_a_copy_that_does_not_match_its_manifest_is_not_published_and_the_next_push_repairs_it(sshd, tmp_path):
