@@ -170,6 +170,7 @@ def clean_statements(con):
             "::pg_catalog.regclass AND d.objid = w.oid AND d.deptype = 'e') ORDER BY 1").fetchall():
         stmts.append(sql.SQL('DROP FOREIGN DATA WRAPPER IF EXISTS {} CASCADE').format(sql.Identifier(name)))
     stmts.append(sql.SQL('SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata'))
+    stmts += reset_default_acl_statements(con)
     public = None
     for name, owner, comment in con.execute(
             'SELECT n.nspname, pg_catalog.pg_get_userbyid(n.nspowner), '
@@ -194,6 +195,39 @@ def clean_statements(con):
             sql.SQL(' WITH GRANT OPTION') if grantable else sql.SQL('')))
     if comment is not None:
         stmts.append(sql.SQL('COMMENT ON SCHEMA public IS {}').format(sql.Literal(comment)))
+    return stmts
+
+
+# Database-wide default privileges (ALTER DEFAULT PRIVILEGES without IN SCHEMA) live in pg_default_acl with no
+# schema, so dropping the schemas keeps them. The object types, and what PUBLIC has by default (acldefault).
+_DEFAULT_ACL_KINDS = {'r': ('TABLES', None), 'S': ('SEQUENCES', None), 'f': ('FUNCTIONS', 'EXECUTE'),
+                      'T': ('TYPES', 'USAGE'), 'n': ('SCHEMAS', None), 'L': ('LARGE OBJECTS', None)}
+
+
+def reset_default_acl_statements(con):
+    """For ``pg_clean: schemas``: statements that give every database-wide default privilege back its built-in
+    value, as in a new database - revoke everything from every grantee and the role itself, then grant the role
+    everything and PUBLIC what it has by default; PostgreSQL then removes the entry. The dump brings back those of
+    the snapshot. Only entries of roles the login user may act for (a member, or a superuser); a login user who may
+    not cannot have changed them either."""
+    stmts = []
+    for role, kind, grantees in con.execute(
+            'SELECT pg_catalog.pg_get_userbyid(d.defaclrole), d.defaclobjtype::text, '
+            'pg_catalog.array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN NULL '
+            'ELSE pg_catalog.pg_get_userbyid(a.grantee) END) '
+            'FROM pg_catalog.pg_default_acl d LEFT JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) a ON true '
+            "WHERE d.defaclnamespace = 0 AND pg_catalog.pg_has_role(d.defaclrole, 'MEMBER') "
+            'GROUP BY 1, 2 ORDER BY 1, 2').fetchall():
+        if kind not in _DEFAULT_ACL_KINDS:
+            raise EngineError('unexpected default privileges of role %s for object type %r' % (role, kind))
+        objects, public = _DEFAULT_ACL_KINDS[kind]
+        prefix = sql.SQL('ALTER DEFAULT PRIVILEGES FOR ROLE {} ').format(sql.Identifier(role))
+        targets = sorted(set(g for g in grantees if g is not None) | {role})
+        names = [sql.Identifier(g) for g in targets] + ([sql.SQL('PUBLIC')] if None in grantees else [])
+        stmts.append(prefix + sql.SQL('REVOKE ALL ON {} FROM {}').format(sql.SQL(objects), sql.SQL(', ').join(names)))
+        stmts.append(prefix + sql.SQL('GRANT ALL ON {} TO {}').format(sql.SQL(objects), sql.Identifier(role)))
+        if public:
+            stmts.append(prefix + sql.SQL('GRANT {} ON {} TO PUBLIC').format(sql.SQL(public), sql.SQL(objects)))
     return stmts
 
 

@@ -83,8 +83,10 @@ options:
         target (or membership in its owner role), room on the server for a second copy while restoring, and no
         other sessions at the swap (O(terminate_connections) ends them).
       - V(schemas) drops every non-system schema (C(public) is emptied and kept with its owner and privileges),
-        extension, large object, event trigger, publication and foreign-data wrapper of the target, and restores,
-        all in one transaction; for users who may not create databases. Single-threaded.
+        extension, large object, event trigger, publication and foreign-data wrapper of the target, gives the
+        default privileges set for every schema (C(ALTER DEFAULT PRIVILEGES) without C(IN SCHEMA)) back their
+        built-in values, and restores, all in one transaction; for users who may not create databases.
+        Single-threaded.
       - Either way, nothing created after the snapshot (a table, column, index, sequence or schema) survives.
         Database-level settings (C(ALTER DATABASE ... SET), C(GRANT ... ON DATABASE)) are not part of a
         snapshot, as with C(pg_dump) without C(--create); V(recreate) does not carry them over.
