@@ -206,8 +206,8 @@ class SnapshotPruneManager(Manager):
             if kind == 'partial':
                 # a pull checking its copy (minutes for a large one) touches nothing but holds its lock: it is now
                 busy = pull_in_flight(store.root, name)
-                partials.append(dict(name=name, time=(datetime.datetime.now(datetime.timezone.utc) if busy
-                                                        else partial_activity(full))))
+                when = datetime.datetime.now(datetime.timezone.utc) if busy else partial_activity(full)
+                partials.append(dict(name=name, time=when))
                 continue
             if kind != 'complete':
                 ignored.append(name)
