@@ -321,12 +321,11 @@ def remote_place(remote):
 def offhost_collisions(hosts, hostvars, media_vars=('window_snapshot_media',)):
     """Places of an off-host store that several of ``hosts`` would push snapshots of one id to.
 
-    For a run that gives its snapshots one id on every host (a window's run id, a shared backup's id): the hosts
+    For a run that gives its snapshots one id on every host (a window's run id, a shared backup's id), the hosts
     that take a snapshot - every host per_host; with ``window_topology: shared`` the primary
     (``window_primary_host``, default the first host) and each host whose ``media_vars`` are all true (their
-    default) - and
-    push it to ``djangoops_offhost_remote``. ``[{'place': ..., 'hosts': [...]}]`` for every place two or more of
-    them share, in the order of ``hosts``; ``[]`` when none do."""
+    default) - and push it to ``djangoops_offhost_remote``. ``[{'place': ..., 'hosts': [...]}]`` for every place
+    two or more of them share, in the order of ``hosts``; ``[]`` when none do."""
     hosts = list(hosts or [])
     media_vars = [media_vars] if isinstance(media_vars, str) else list(media_vars or [])
     by_place = {}
