@@ -45,11 +45,11 @@ def test_ansible_reaches_every_host_over_ssh(rig):
     # One master connection per host stays after the run (ControlPersist, as Ansible's default), its socket in the
     # rig's directory; the rig ends them when it stops (test_teardown_leaves_nothing_even_when_the_test_fails).
     assert len(_connections_to(rig)) == len(rig.hosts), _connections_to(rig)
-    assert len([n for n in os.listdir(rig.dir) if n.startswith('cm-')]) == len(rig.hosts)
+    assert len(rig.master_sockets()) == len(rig.hosts), rig.master_sockets()
     again = rig.ansible('all', 'ansible.builtin.ping')
     assert again.rc == 0 and again.ok == ALL and len(_connections_to(rig)) == len(rig.hosts), again
-    rig._stop_masters()  # pylint: disable=protected-access
-    assert _connections_to(rig) == [] and not [n for n in os.listdir(rig.dir) if n.startswith('cm-')]
+    rig.stop_masters()
+    assert _connections_to(rig) == [] and rig.master_sockets() == []
 
 
 def test_each_host_has_its_own_hostname_and_srv(rig):

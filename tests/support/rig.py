@@ -55,6 +55,8 @@ SSH_OPTIONS = (
     'LogLevel=ERROR',
 )
 
+MASTER_PREFIX = 'cm-'  # the master connections' sockets in the rig's directory
+
 
 def ansible_ssh_options(rig_dir):
     """The rig's ssh options for Ansible: one master connection per host, kept 60 s, as Ansible's default
@@ -62,7 +64,7 @@ def ansible_ssh_options(rig_dir):
     hosts or reaches a later rig that reuses their addresses, and with ServerAlive* so that a master to a host
     that went down ends within seconds, failing the tasks that wait on it instead of hanging them."""
     return tuple(o for o in SSH_OPTIONS if not o.startswith('Control')) + (
-        'ControlMaster=auto', 'ControlPersist=60s', 'ControlPath=%s' % os.path.join(rig_dir, 'cm-%C'))
+        'ControlMaster=auto', 'ControlPersist=60s', 'ControlPath=%s' % os.path.join(rig_dir, MASTER_PREFIX + '%C'))
 
 
 # What every test sshd (the rig's hosts, the loopback backup host of test_offhost_ssh_local.py) has besides its
@@ -287,7 +289,7 @@ class Rig(object):
             except Exception as e:  # pylint: disable=broad-except
                 problems.append('stopping %s: %s' % (server.base, e))
         self.servers = []
-        self._stop_masters()
+        self.stop_masters()
         if self.id is not None:
             problems += rig_net.destroy(self.id)
         for p in self.children + [h.proc for h in self.hosts if h.proc is not None]:
@@ -306,13 +308,17 @@ class Rig(object):
         if problems:
             raise rig_net.RigError('rig %s: %s' % (self.id, '; '.join(problems)))
 
-    def _stop_masters(self):
+    def master_sockets(self):
+        """The sockets of the master connections Ansible keeps to the hosts (ansible_ssh_options)."""
+        names = sorted(os.listdir(self.dir)) if self.dir and os.path.isdir(self.dir) else []
+        return [os.path.join(self.dir, n) for n in names if n.startswith(MASTER_PREFIX)]
+
+    def stop_masters(self):
         """End the master connections Ansible left (ControlPersist) while their hosts still answer."""
-        for name in sorted(os.listdir(self.dir)) if self.dir and os.path.isdir(self.dir) else []:
-            if name.startswith('cm-'):
-                subprocess.run(['ssh', '-o', 'ControlPath=' + os.path.join(self.dir, name), '-O', 'exit', 'rig-host'],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               timeout=10, check=False)
+        for path in self.master_sockets():
+            subprocess.run(['ssh', '-o', 'ControlPath=' + path, '-O', 'exit', 'rig-host'],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=10, check=False)
 
     def _install_term_handler(self):
         # pytest dies on SIGTERM without running fixture finalizers; as KeyboardInterrupt they run.
