@@ -428,6 +428,20 @@ def test_shared_database_host_without_media_takes_no_snapshot(shop):  # pylint: 
     assert host['restored']['release'] is True and host['restored']['database'] is False, host['restored']
     assert shop.live() == os.path.join(shop.releases, '1.1') and not os.path.exists(shop.flag)
 
+    # As the primary it dumps the database, and its media stays out of the snapshot even when an extra var asks for
+    # media (-e snapshot_media=true, which wins over every variable the window gives the snapshot role).
+    with open(shop.inventory_path, encoding='utf-8') as f:
+        inventory = yaml.safe_load(f)
+    inventory['all']['vars']['window_primary_host'] = 'demo-shop'
+    with open(shop.inventory_path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(inventory, f)
+    shutil.copytree(os.path.join(shop.releases, '1.0'), os.path.join(shop.releases, '1.2'), symlinks=True)
+    primary = shop.run('deploy', window_release_version='1.2', snapshot_media=True)
+    assert primary.returncode == 0, primary.stdout[-4000:]
+    assert len(shop.snapshots()) == 1, shop.snapshots()
+    parts = shop.manifest(shop.snapshots()[0])['parts']
+    assert 'database' in parts and 'media' not in parts, sorted(parts)
+
 
 def task_results(stdout, task):
     """{host: 'ok'|'changed'|'skipping'|...} of the task named ``task`` in ansible-playbook's output."""
