@@ -324,8 +324,9 @@ def offhost_collisions(hosts, hostvars, media_vars=('window_snapshot_media',)):
     For a run that gives its snapshots one id on every host (a window's run id, a shared backup's id), the hosts
     that take a snapshot - every host per_host; with ``window_topology: shared`` the primary
     (``window_primary_host``, default the first host) and each host whose ``media_vars`` are all true (their
-    default) - and push it to ``djangoops_offhost_remote``. ``[{'place': ..., 'hosts': [...]}]`` for every place
-    two or more of them share, in the order of ``hosts``; ``[]`` when none do."""
+    default) - and push it to ``djangoops_offhost_remote``. ``[{'place': ..., 'hosts': [...], 'text': ...}]`` for every
+    place two or more of them share, in the order of ``hosts`` (``text``: "web1 and web2 to <place>"); ``[]`` when
+    none do."""
     hosts = list(hosts or [])
     media_vars = [media_vars] if isinstance(media_vars, str) else list(media_vars or [])
     by_place = {}
@@ -338,7 +339,8 @@ def offhost_collisions(hosts, hostvars, media_vars=('window_snapshot_media',)):
         place = remote_place(v.get('djangoops_offhost_remote'))
         if place:
             by_place.setdefault(place, []).append(host)
-    return [{'place': place, 'hosts': names} for place, names in by_place.items() if len(names) > 1]
+    return [{'place': place, 'hosts': names, 'text': '%s to %s' % (' and '.join(names), place)}
+            for place, names in by_place.items() if len(names) > 1]
 
 
 def _flag(value, host, name):

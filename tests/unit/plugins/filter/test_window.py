@@ -209,7 +209,8 @@ def test_offhost_collisions_count_the_hosts_that_take_a_snapshot():
                 'web3': {'djangoops_offhost_remote': own}, 'web4': {}}
     hosts = ['web1', 'web2', 'web3', 'web4']
     assert offhost_collisions(hosts, hostvars) == [
-        {'place': 'ssh://@backup:22/srv/backups', 'hosts': ['web1', 'web2']}]
+        {'place': 'ssh://@backup:22/srv/backups', 'hosts': ['web1', 'web2'],
+         'text': 'web1 and web2 to ssh://@backup:22/srv/backups'}]
     assert offhost_collisions(['web1', 'web3', 'web4'], hostvars) == []
 
     # A shared database: the primary dumps it; another host takes a snapshot only of its media, if it has any.
