@@ -4,8 +4,8 @@
 """playbooks/restore.yml on the demo shop (as tests/integration/test_playbooks_local.py runs it): a restore that
 db_restore or media_restore refuses after the app was stopped, but before either touched its target, changed
 nothing - the app is started again and the flag lowered; one that failed after the database was replaced says
-so and leaves both. And --check with a snapshot that is only on the off-host store (an S3 server): it reports
-what would be pulled and restored, and changes nothing."""
+so and leaves both. And --check with a snapshot that is only on the off-host store (an S3 server, an SSH backup
+host): it reports what would be pulled and restored, and changes nothing."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 from support.django_project import django_venvs  # noqa: F401  pylint: disable=unused-import
 from support.modules import run_module
 from support.s3_server import S3Server
+from test_offhost_ssh_local import LoopbackSshd
 from test_playbooks_local import execute, shop, task_results  # noqa: F401  pylint: disable=unused-import
 
 pytestmark = pytest.mark.slow
@@ -127,23 +128,26 @@ def s3_fixture():
     server.stop()
 
 
-def test_check_mode_from_the_off_host_store_reports_and_changes_nothing(shop, s3):  # pylint: disable=redefined-outer-name
-    """The host lost its snapshots; restore --check with djangoops_restore_from_remote finds the snapshot on the
-    store, complete, reports what would be pulled and restored, and writes nothing, stops nothing."""
+def only_off_host(shop, remote):  # pylint: disable=redefined-outer-name
+    """A backup pushed to ``remote`` and gone from the host, which then moved on (release 2.0, rows deleted):
+    (the snapshot's id, the database now)."""
     shop.install(djangoops_release_link=shop.current)
     backup = shop.run('backup')
     assert backup.returncode == 0, backup.stdout[-4000:]
     [snapshot] = shop.snapshots()
-    remote = s3.remote(s3.bucket('restore-check'), prefix='demo-shop')
     pushed = run_module('snapshot_copy', dict(snapshot_root=shop.backups, direction='push', snapshot_id=snapshot,
                                               remote=remote))
     assert not pushed.failed and pushed['copied'] == [snapshot], pushed
     shutil.rmtree(os.path.join(shop.backups, snapshot))
     shop.switch('2.0')
     execute(shop.demo.db, 'DELETE FROM shop_orderline')
-    damaged = shop.data()
+    return snapshot, shop.data()
 
-    for wanted in (snapshot, 'latest'):
+
+def assert_check_mode_pulls_nothing(shop, snapshot, remote, damaged, ids):  # pylint: disable=redefined-outer-name
+    """restore --check from ``remote`` for each of ``ids`` reports the pull and the restore and changes nothing; a
+    snapshot the store does not hold is refused, in check mode too, and still nothing is changed."""
+    for wanted in ids:
         check = shop.run('restore', args=['--check'], djangoops_restore_confirm='RESTORE',
                          djangoops_restore_from_remote=True, djangoops_offhost_remote=remote,
                          djangoops_snapshot_id=wanted)
@@ -156,13 +160,20 @@ def test_check_mode_from_the_off_host_store_reports_and_changes_nothing(shop, s3
         assert not os.path.exists(shop.flag) and shop.running()
         assert not os.listdir(os.path.join(shop.demo.root, 'locks'))
 
-    # A snapshot the store does not hold is refused, in check mode too, and still nothing is changed.
     missing = shop.run('restore', args=['--check'], djangoops_restore_confirm='RESTORE',
                        djangoops_restore_from_remote=True, djangoops_offhost_remote=remote,
                        djangoops_snapshot_id='20200101T000000Z-aaaaaa')
     assert missing.returncode != 0, missing.stdout[-4000:]
     assert 'snapshot 20200101T000000Z-aaaaaa is not on the remote store' in missing.stdout, missing.stdout[-4000:]
     assert os.listdir(shop.backups) == [] and shop.running() and not os.path.exists(shop.flag)
+
+
+def test_check_mode_from_the_off_host_store_reports_and_changes_nothing(shop, s3):  # pylint: disable=redefined-outer-name
+    """The host lost its snapshots; restore --check with djangoops_restore_from_remote finds the snapshot on the
+    store, complete, reports what would be pulled and restored, and writes nothing, stops nothing."""
+    remote = s3.remote(s3.bucket('restore-check'), prefix='demo-shop')
+    snapshot, damaged = only_off_host(shop, remote)
+    assert_check_mode_pulls_nothing(shop, snapshot, remote, damaged, (snapshot, 'latest'))
 
     # Without --check it is pulled and restored; once here, --check checks it here, as any local snapshot.
     restore = shop.run('restore', djangoops_restore_confirm='RESTORE', djangoops_restore_from_remote=True,
@@ -176,3 +187,18 @@ def test_check_mode_from_the_off_host_store_reports_and_changes_nothing(shop, s3
     assert 'would pull' not in again.stdout
     assert task_results(again.stdout, "Verify the snapshot's checksums before touching anything") == {
         'demo-shop': 'ok'}, again.stdout[-6000:]
+
+
+def test_check_mode_from_an_ssh_backup_host_reports_and_changes_nothing(shop, tmp_path):  # pylint: disable=redefined-outer-name
+    """The same with an SSH backup host (a loopback sshd): restore --check finds the newest snapshot there, reports
+    the pull, pulls nothing and changes nothing; one the host does not hold is refused."""
+    if os.geteuid() != 0 or not os.path.exists('/usr/sbin/sshd'):
+        pytest.skip('needs root and openssh-server (a loopback sshd that logs in as root)')
+    os.mkdir(str(tmp_path / 'sshd'))
+    sshd = LoopbackSshd(str(tmp_path / 'sshd')).start()
+    try:
+        remote = sshd.remote(tmp_path / 'store' / 'demo-shop')
+        snapshot, damaged = only_off_host(shop, remote)
+        assert_check_mode_pulls_nothing(shop, snapshot, remote, damaged, ('latest',))
+    finally:
+        sshd.stop()
