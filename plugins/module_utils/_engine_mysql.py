@@ -73,6 +73,7 @@ class MySQLEngine(Engine):
     name = 'mysql'
     formats = ('sql',)
     default_format = 'sql'
+    text_dump = True
 
     def __init__(self, conn, secrets):
         super().__init__(conn, secrets)
@@ -393,6 +394,8 @@ class MySQLEngine(Engine):
             'views': facts['views'],
             'definers': facts['definers'],
         }
+        if compression == 'zstd' and opts.get('compression_params'):
+            meta['compression_params'] = opts['compression_params']
         encryption = encryption_record(opts, part.files)
         if encryption:
             meta['encryption'] = encryption

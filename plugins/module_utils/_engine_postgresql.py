@@ -161,6 +161,7 @@ class PostgreSQLEngine(Engine):
     name = 'postgresql'
     formats = ('custom', 'directory', 'plain')
     default_format = 'custom'
+    text_dump = True  # custom and plain; a directory dump is compressed by pg_dump itself
 
     def __init__(self, conn, secrets_dir):
         super().__init__(conn, secrets_dir)
@@ -360,6 +361,8 @@ class PostgreSQLEngine(Engine):
         for key in ('locale_provider', 'provider_locale', 'icu_rules'):
             if facts.get(key):
                 meta[key] = facts[key]
+        if fmt != 'directory' and compression == 'zstd' and opts.get('compression_params'):
+            meta['compression_params'] = opts['compression_params']
         meta.update(extra)
         encryption = encryption_record(opts, part.files)
         if encryption:

@@ -103,6 +103,10 @@ def test_manifest_records_what_the_restore_needs(mariadb_server, shop, snapshot_
     assert part['client_tool'] == 'mariadb-dump' and part['server_version'] == r['server_version']
     assert (part['charset'], part['collation']) == ('utf8mb4', 'utf8mb4_bin')
     assert part['views'] == ['order_totals'] and part['definers'] == ['djangoops@%']
+    # auto is zstd here, at the default level: level 3 with the parameters for SQL text, recorded.
+    assert part['compression'] == 'zstd' and part['compression_level'] == 3, part
+    assert part['compression_params'] == 'mml=6,hlog=18,clog=17', part
+    assert any('zstd -q -c -3 --zstd=mml=6,hlog=18,clog=17 -T0' in c for c in r['commands']), r['commands']
     assert part['tables']['order_item'] == {'rows': 1500, 'checksum': None}
     dump_cmd = [c for c in part['commands'] if 'mariadb-dump' in c][0]
     for flag in ('--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', '--quick',

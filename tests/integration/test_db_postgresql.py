@@ -134,6 +134,11 @@ def test_round_trip_is_exact(pg_server, shop, snapshot_root, dump_opts, restore_
     assert part['encoding'] == 'UTF8' and part['lc_collate'] == 'C.UTF-8' and part['owner'] == 'postgres'
     assert part['pg_dump_version'] == r['client_version'] and part['server_version'] == r['server_version']
     assert part['stats_snapshot'].startswith('same as the dump')
+    # zstd at the default level, on the SQL text of a stream (custom, plain): level 3 with the text parameters,
+    # recorded; pg_dump compresses a directory dump itself.
+    tuned = dump_opts['compression'] == 'zstd' and dump_opts['format'] != 'directory'
+    assert part.get('compression_params') == ('mml=6,hlog=18,clog=17' if tuned else None), part
+    assert ('--zstd=mml=6,hlog=18,clog=17' in ' '.join(r['commands'])) is tuned, r['commands']
 
     mutate(pg_server, shop)
     assert schema_dump(pg_server, shop) != before_schema

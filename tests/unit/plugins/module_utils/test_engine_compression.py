@@ -17,7 +17,8 @@ sys.path.insert(0, COLLECTIONS_PATH)
 
 # pylint: disable=wrong-import-position
 from ansible_collections.djangoops.maintenance.plugins.module_utils._engine_base import (  # noqa: E402
-    EngineError, check_compression, compressor_step)
+    ZSTD_TEXT_PARAMS, EngineError, check_compression, compressor_step)
+from ansible_collections.djangoops.maintenance.plugins.module_utils._engines import get_engine  # noqa: E402
 
 
 @pytest.mark.parametrize('compression, level, expected', [
@@ -52,3 +53,27 @@ def test_the_level_reaches_the_compressor(compression, level, flag):
 
 def test_no_compressor_for_none():
     assert compressor_step('none', None) is None
+
+
+def test_zstd_parameters_follow_the_level():
+    step = compressor_step('zstd', None, params=ZSTD_TEXT_PARAMS)
+    assert step.argv[1:] == ['-q', '-c', '-3', '--zstd=' + ZSTD_TEXT_PARAMS, '-T0'], step.argv
+    assert '--zstd=' + ZSTD_TEXT_PARAMS not in compressor_step('zstd', 3).argv
+    assert compressor_step('gzip', None, params=ZSTD_TEXT_PARAMS).argv[1:] == ['-c', '-6'], 'zstd only'
+
+
+@pytest.mark.parametrize('engine, opts, params', [
+    ('postgresql', dict(compression='zstd'), ZSTD_TEXT_PARAMS),
+    ('postgresql', dict(compression='zstd', format='plain'), ZSTD_TEXT_PARAMS),
+    ('postgresql', dict(compression='zstd', compression_level=3), None),
+    ('postgresql', dict(compression='gzip'), None),
+    ('mysql', dict(compression='zstd'), ZSTD_TEXT_PARAMS),
+    ('mysql', dict(compression='zstd', compression_level=1), None),
+    ('sqlite', dict(compression='zstd'), None),
+])
+def test_sql_dumps_at_the_default_zstd_level_get_the_text_parameters(tmp_path, engine, opts, params):
+    """A level the user chose is run as it is; SQLite's binary pages keep zstd's own parameters."""
+    conn = dict(database='shop', login_user='u', login_host='127.0.0.1', path=str(tmp_path / 'db.sqlite3'))
+    resolved = get_engine(engine, conn, str(tmp_path)).resolve_options(opts)
+    assert resolved.get('compression_params') == params, resolved
+    assert resolved['compression_level'] == opts.get('compression_level', 6 if opts['compression'] == 'gzip' else 3)
