@@ -394,7 +394,7 @@ class MySQLEngine(Engine):
             'views': facts['views'],
             'definers': facts['definers'],
         }
-        if compression == 'zstd' and opts.get('compression_params'):
+        if opts.get('compression_params'):
             meta['compression_params'] = opts['compression_params']
         encryption = encryption_record(opts, part.files)
         if encryption:

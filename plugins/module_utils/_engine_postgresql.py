@@ -161,7 +161,7 @@ class PostgreSQLEngine(Engine):
     name = 'postgresql'
     formats = ('custom', 'directory', 'plain')
     default_format = 'custom'
-    text_dump = True  # custom and plain; a directory dump is compressed by pg_dump itself
+    text_dump = True
 
     def __init__(self, conn, secrets_dir):
         super().__init__(conn, secrets_dir)
@@ -182,6 +182,8 @@ class PostgreSQLEngine(Engine):
         if jobs < 1:
             raise EngineError('jobs must be 1 or more, got %s' % jobs)
         opts['jobs'] = jobs
+        if opts['format'] == 'directory':
+            opts.pop('compression_params', None)  # pg_dump compresses each file itself, at the level alone
         if opts['format'] == 'directory' and opts.get('encryption'):
             raise EngineError('format directory cannot be encrypted: pg_dump writes its files itself, so they would '
                               'be plaintext on disk; with encrypt_recipients use format custom (restored with '
@@ -361,7 +363,7 @@ class PostgreSQLEngine(Engine):
         for key in ('locale_provider', 'provider_locale', 'icu_rules'):
             if facts.get(key):
                 meta[key] = facts[key]
-        if fmt != 'directory' and compression == 'zstd' and opts.get('compression_params'):
+        if opts.get('compression_params'):
             meta['compression_params'] = opts['compression_params']
         meta.update(extra)
         encryption = encryption_record(opts, part.files)

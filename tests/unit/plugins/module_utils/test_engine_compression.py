@@ -65,6 +65,7 @@ def test_zstd_parameters_follow_the_level():
 @pytest.mark.parametrize('engine, opts, params', [
     ('postgresql', dict(compression='zstd'), ZSTD_TEXT_PARAMS),
     ('postgresql', dict(compression='zstd', format='plain'), ZSTD_TEXT_PARAMS),
+    ('postgresql', dict(compression='zstd', format='directory'), None),
     ('postgresql', dict(compression='zstd', compression_level=3), None),
     ('postgresql', dict(compression='gzip'), None),
     ('mysql', dict(compression='zstd'), ZSTD_TEXT_PARAMS),
