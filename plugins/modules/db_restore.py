@@ -14,7 +14,8 @@ description:
   - Restores the database part of a snapshot written by M(djangoops.maintenance.db_snapshot) into the original
     database or another one.
   - Before touching the target, re-reads every file of the part and compares its size and sha256 with the
-    manifest; a missing, truncated or altered file refuses the restore and the target is left as it was.
+    manifest; a missing, truncated or altered file refuses the restore and the target is left as it was
+    (with O(verify_checksums=false) the sizes only, for a caller that has just verified the snapshot in full).
   - The target's contents are replaced completely; afterwards it holds exactly the snapshot's schema and rows,
     and nothing created after the snapshot (a table, a column, an index a migration added) survives.
     PostgreSQL - with O(pg_clean=recreate) the snapshot is restored into a new scratch database (created from
@@ -115,6 +116,16 @@ options:
     type: str
     choices: [keep, current_user]
     default: keep
+  verify_checksums:
+    description:
+      - Re-read every file of the part and compare its sha256 with the manifest before the target is touched.
+      - V(false) checks only that every file is there with its recorded size, and reads none. For a caller that
+        has just verified the same snapshot in full, as the P(djangoops.maintenance.restore#role) role does with
+        M(djangoops.maintenance.snapshot_info) and O(djangoops.maintenance.snapshot_info#module:verify=true) first,
+        so that a large snapshot is not read twice. A file altered between that check and the restore then goes
+        unnoticed by this module (a compressed or encrypted dump still fails on its own frame checks).
+    type: bool
+    default: true
   verify_tables:
     description:
       - What to compare after the restore. V(auto) compares content checksums when the snapshot has them,
@@ -258,10 +269,15 @@ target_changed:
   returned: always
   type: bool
 verified_files:
-  description: Files whose size and sha256 were checked against the manifest before the restore.
+  description: Files whose size - and, with RV(checksums_verified), sha256 - were checked against the manifest
+    before the restore.
   returned: always
   type: list
   elements: str
+checksums_verified:
+  description: Whether the sha256 of every file was checked here (O(verify_checksums)).
+  returned: always
+  type: bool
 encrypted:
   description: Whether the part was encrypted (and the identity given could decrypt it).
   returned: success
@@ -326,9 +342,10 @@ class DbRestoreManager(Manager):
                                 % (snap.id, part_name, part_meta.get('engine'), p['engine']))
         target = p['database'] or part_meta.get('database')
         result = dict(changed=False, target_changed=False, snapshot_id=snap.id, part=part_name, database=target,
-                      verified_files=[f['path'] for f in part_meta.get('files', [])])
+                      verified_files=[f['path'] for f in part_meta.get('files', [])],
+                      checksums_verified=p['verify_checksums'])
         self.partial_result = result
-        snap.require_sound([part_name])  # before the target is touched
+        snap.require_sound([part_name], contents=p['verify_checksums'])  # before the target is touched
         with private_dir() as secrets:
             identity = None
             if part_encryption(part_meta):
@@ -439,6 +456,7 @@ def main():
         pg_clean=dict(type='str', default='recreate', choices=['recreate', 'schemas']),
         terminate_connections=dict(type='bool', default=False),
         mysql_definers=dict(type='str', default='keep', choices=['keep', 'current_user']),
+        verify_checksums=dict(type='bool', default=True),
         verify_tables=dict(type='str', default='auto', choices=['auto', 'counts', 'checksums', 'none']),
         fail_on_mismatch=dict(type='bool', default=True),
         timeout=dict(type='int'),

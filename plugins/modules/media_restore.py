@@ -54,6 +54,17 @@ options:
       - Reads every file of the part when the snapshot has checksums.
     type: bool
     default: true
+  verify_checksums:
+    description:
+      - With O(verify), also read every file and compare its sha256 (a snapshot taken with C(checksums=true); the
+        archives of an encrypted part).
+      - V(false) checks the counts, listings and sizes only, and reads no file. For a caller that has just verified
+        the same snapshot in full, as the P(djangoops.maintenance.restore#role) role does with
+        M(djangoops.maintenance.snapshot_info) and O(djangoops.maintenance.snapshot_info#module:verify=true) first,
+        so that large media are not read twice; a file altered between that check and the restore then goes
+        unnoticed by this module.
+    type: bool
+    default: true
   compare:
     description:
       - How rsync decides that a target file is already right. V(quick) - same size and mtime (rsync's default).
@@ -140,7 +151,8 @@ verified:
   returned: always
   type: bool
 checksums_verified:
-  description: Whether every file's sha256 was checked (the snapshot has SHA256SUMS and O(verify=true)).
+  description: Whether every file's sha256 was checked (the snapshot has SHA256SUMS, O(verify=true) and
+    O(verify_checksums=true)).
   returned: always
   type: bool
 trees:
@@ -212,8 +224,8 @@ class MediaRestoreManager(Manager):
                       checksums_verified=False, trees=[], commands=[])
         self.partial_result = result
         if p['verify']:
-            snap.require_sound([part_name])  # before the target is touched
-            result.update(verified=True, checksums_verified=has_sums)
+            snap.require_sound([part_name], contents=p['verify_checksums'])  # before the target is touched
+            result.update(verified=True, checksums_verified=has_sums and p['verify_checksums'])
         with private_dir() as secrets:
             identity = None
             if part_encryption(part_meta):
@@ -316,6 +328,7 @@ def main():
         tree=dict(type='str'),
         dest=dict(type='path'),
         verify=dict(type='bool', default=True),
+        verify_checksums=dict(type='bool', default=True),
         compare=dict(type='str', default='quick', choices=['quick', 'checksum']),
         verify_target=dict(type='bool', default=True),
         decrypt_identity=dict(type='path'),

@@ -257,6 +257,38 @@ def test_altered_snapshot_is_refused_and_target_untouched(shop, snapshot_root):
     assert content_digest(shop) == mutated
 
 
+def test_a_restore_told_the_checksums_were_verified_reads_no_file_first(shop, snapshot_root):
+    """verify_checksums=false, for a caller that verified the whole snapshot just before (the restore role): the
+    restore checks each file's presence and size but hashes none. A compressed copy altered in place afterwards
+    still fails in the decompressor, before the target is replaced; the default still refuses it by its sha256."""
+    original = content_digest(shop)
+    r = snap(shop, snapshot_root, compression='zstd')
+    mutate(shop)
+    res = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'], verify_checksums=False)
+    assert not res.failed and res['checksums_verified'] is False and res['tables_match'] is True, res
+    assert content_digest(shop) == original
+    assert restore(shop, snapshot_root, snapshot_id=r['snapshot_id'])['checksums_verified'] is True
+
+    mutate(shop)
+    mutated = content_digest(shop)
+    dump = os.path.join(snapshot_root, r['snapshot_id'], r['files'][0]['path'])
+    with open(dump, 'r+b') as f:  # flip one byte in the middle
+        f.seek(os.path.getsize(dump) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+    res = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'], verify_checksums=False)
+    assert res.failed and 'zstd' in res['msg'] and res['target_changed'] is False, res
+    assert content_digest(shop) == mutated
+    res = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'])
+    assert res.failed and 'checksum verification' in res['msg'], res['msg']
+
+    os.truncate(dump, 100)
+    res = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'], verify_checksums=False)
+    assert res.failed and 'size 100, manifest says' in res['msg'], res['msg']
+    assert content_digest(shop) == mutated
+
+
 @pytest.mark.parametrize('bad_id', ['../etc', 'a/../../b', '..', '/etc/passwd', 'x/y', 'latest.partial', ''])
 def test_ids_that_escape_are_refused(shop, snapshot_root, bad_id):
     r = snap(shop, snapshot_root, snapshot_id=bad_id) if bad_id else None

@@ -167,8 +167,18 @@ def test_damaged_snapshot_is_refused_and_target_untouched(tmp_path, snapshot_roo
         res = restore(snapshot_root, check=check, snapshot_id=r['snapshot_id'])
         assert res.failed and 'failed its checksum verification' in res['msg'] and 'f00005.bin: sha256 differs' in res['msg']
         assert describe(src) == messed
+    # verify_checksums=false (a caller that verified the whole snapshot just before, as the restore role does):
+    # the counts and the listing are checked, no file is read - the edit in place goes unseen.
+    res = restore(snapshot_root, check=True, snapshot_id=r['snapshot_id'], verify_checksums=False)
+    assert not res.failed and res['verified'] is True and res['checksums_verified'] is False, res
     res = restore(snapshot_root, snapshot_id=r['snapshot_id'], verify=False, compare='checksum')
     assert not res.failed and res['verified'] is False, 'verify: false is the operator overriding the check'
+    os.unlink(os.path.join(snapshot_root, r['snapshot_id'], 'media', 'trees', 'media',
+                           os.path.relpath(paths[7], src)))
+    restored = describe(src)
+    res = restore(snapshot_root, snapshot_id=r['snapshot_id'], verify_checksums=False)
+    assert res.failed and 'failed its checksum verification' in res['msg'] and 'f00007.bin' in res['msg'], res['msg']
+    assert describe(src) == restored
 
 
 def test_quick_compare_misses_an_in_place_edit_and_checksum_compare_finds_it(tmp_path, snapshot_root):

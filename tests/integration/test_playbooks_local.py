@@ -157,11 +157,17 @@ def test_backup_records_the_release_and_restore_puts_it_back(shop):  # pylint: d
     shop.switch('2.0')
     execute(shop.demo.db, 'DELETE FROM shop_orderline')
 
-    restore = shop.run('restore', djangoops_restore_confirm='RESTORE')
+    restore = shop.run('restore', args=['-v'], djangoops_restore_confirm='RESTORE')
     assert restore.returncode == 0, restore.stdout[-4000:]
     assert shop.live() == os.path.join(shop.releases, '1.0'), 'the code was not switched back'
     assert shop.data() == data_at_backup
     assert not os.path.exists(shop.flag) and shop.serving()
+    # The files were hashed once, by the check before the stop; the modules checked their sizes, read none.
+    assert task_results(restore.stdout, "Verify the snapshot's checksums before touching anything") == {
+        'demo-shop': 'ok'}, restore.stdout[-4000:]
+    for task in ('Check the snapshot, the server and the client tools (check mode)',
+                 'Restore the database and prove it exact', 'Restore the media'):
+        assert verbose_result(restore.stdout, task)['checksums_verified'] is False, task
 
     # Restored, then the verification fails: nothing is undone, the flag stays up, the message says so. (The code
     # is on the recorded release already and the media equal the snapshot's: neither changed, so neither is named.)
@@ -452,6 +458,17 @@ def task_results(stdout, task):
         elif inside and line.split(':')[0] in ('ok', 'changed', 'skipping', 'fatal') and '[' in line:
             results[line.split('[', 1)[1].split(']')[0]] = line.split(':')[0]
     return results
+
+
+def verbose_result(stdout, task):
+    """The result ansible-playbook -v printed for the (one host's) task named ``task``."""
+    inside = False
+    for line in stdout.splitlines():
+        if line.startswith('TASK ['):
+            inside = line[6:].split(']')[0].split(' : ')[-1] == task
+        elif inside and ' => {' in line:
+            return json.loads(line.split(' => ', 1)[1])
+    raise AssertionError('no result of %r in the output' % task)
 
 
 def test_shared_database_is_restored_by_the_primary_alone(shop):  # pylint: disable=redefined-outer-name

@@ -148,6 +148,10 @@ def test_verify_reports_each_kind_of_damage(tmp_path):
     assert 'p/c: missing' in problems
     with pytest.raises(SnapshotError, match='refusing to use it'):
         snap.require_sound()
+    # Without the contents (a caller verified them just before): sizes and presence, no file read.
+    assert sorted(snap.verify(contents=False)) == ['p/b: size 2, manifest says 4', 'p/c: missing']
+    with pytest.raises(SnapshotError, match='refusing to use it: p/b: size 2'):
+        snap.require_sound(contents=False)
 
 
 def test_tampered_manifest_cannot_point_outside(tmp_path):
