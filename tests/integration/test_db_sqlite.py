@@ -231,16 +231,21 @@ def test_virtual_tables_are_left_to_their_shadow_tables(tmp_path, snapshot_root)
         assert con.execute("SELECT count(*) FROM page_fts WHERE page_fts MATCH 'text'").fetchone()[0] == 50
 
 
+def flip_a_byte(path):
+    """Flip one byte in the middle of the file (its size stays); returns ``path``."""
+    with open(path, 'r+b') as f:
+        f.seek(os.path.getsize(path) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+    return path
+
+
 def test_altered_snapshot_is_refused_and_target_untouched(shop, snapshot_root):
     r = snap(shop, snapshot_root, compression='none')
     mutate(shop)
     mutated = content_digest(shop)
-    dump = os.path.join(snapshot_root, r['snapshot_id'], r['files'][0]['path'])
-    with open(dump, 'r+b') as f:  # flip one byte in the middle
-        f.seek(os.path.getsize(dump) // 2)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0xFF]))
+    dump = flip_a_byte(os.path.join(snapshot_root, r['snapshot_id'], r['files'][0]['path']))
     info = run_module('snapshot_info', dict(snapshot_root=snapshot_root, verify=True))
     assert info['damaged'] == [r['snapshot_id']]
     assert 'sha256' in info['snapshots'][0]['problems'][0]
@@ -271,12 +276,7 @@ def test_a_restore_told_the_checksums_were_verified_reads_no_file_first(shop, sn
 
     mutate(shop)
     mutated = content_digest(shop)
-    dump = os.path.join(snapshot_root, r['snapshot_id'], r['files'][0]['path'])
-    with open(dump, 'r+b') as f:  # flip one byte in the middle
-        f.seek(os.path.getsize(dump) // 2)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0xFF]))
+    dump = flip_a_byte(os.path.join(snapshot_root, r['snapshot_id'], r['files'][0]['path']))
     res = restore(shop, snapshot_root, snapshot_id=r['snapshot_id'], verify_checksums=False)
     assert res.failed and 'zstd' in res['msg'] and res['target_changed'] is False, res
     assert content_digest(shop) == mutated
