@@ -20,7 +20,7 @@ import pytest
 from support.django_project import django_venvs  # noqa: F401  pylint: disable=unused-import
 from support.modules import run_module
 from support.s3_server import S3Server
-from test_offhost_ssh_local import LoopbackSshd
+from test_offhost_ssh_local import sshd  # noqa: F401  pylint: disable=unused-import
 from test_playbooks_local import execute, shop, task_results  # noqa: F401  pylint: disable=unused-import
 
 pytestmark = pytest.mark.slow
@@ -189,16 +189,9 @@ def test_check_mode_from_the_off_host_store_reports_and_changes_nothing(shop, s3
         'demo-shop': 'ok'}, again.stdout[-6000:]
 
 
-def test_check_mode_from_an_ssh_backup_host_reports_and_changes_nothing(shop, tmp_path):  # pylint: disable=redefined-outer-name
+def test_check_mode_from_an_ssh_backup_host_reports_and_changes_nothing(shop, sshd, tmp_path):  # pylint: disable=redefined-outer-name
     """The same with an SSH backup host (a loopback sshd): restore --check finds the newest snapshot there, reports
     the pull, pulls nothing and changes nothing; one the host does not hold is refused."""
-    if os.geteuid() != 0 or not os.path.exists('/usr/sbin/sshd'):
-        pytest.skip('needs root and openssh-server (a loopback sshd that logs in as root)')
-    os.mkdir(str(tmp_path / 'sshd'))
-    sshd = LoopbackSshd(str(tmp_path / 'sshd')).start()
-    try:
-        remote = sshd.remote(tmp_path / 'store' / 'demo-shop')
-        snapshot, damaged = only_off_host(shop, remote)
-        assert_check_mode_pulls_nothing(shop, snapshot, remote, damaged, ('latest',))
-    finally:
-        sshd.stop()
+    remote = sshd.remote(tmp_path / 'store' / 'demo-shop')
+    snapshot, damaged = only_off_host(shop, remote)
+    assert_check_mode_pulls_nothing(shop, snapshot, remote, damaged, ('latest',))
